@@ -1,0 +1,1 @@
+"""lrexp's Hydra configs, installed as the package ``lrexp.conf`` (see pyproject.toml)."""

@@ -1,0 +1,5 @@
+"""``python -m lrexp``: see lrexp.app."""
+
+from lrexp.app import main
+
+main()

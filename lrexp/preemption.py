@@ -1,0 +1,54 @@
+"""Stop requests from the outside world: SLURM preemption, submitit requeue, ``kill``, Ctrl-C.
+
+The handler only records the signal; the training loop checks it between steps, writes a checkpoint and
+then calls ``exit()``, which hands over to whatever handler was installed before (submitit's requeue,
+for instance) or exits with the conventional 128 + signal number. A second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any, Dict, Optional
+
+# SIGTERM: SLURM preemption / `kill`. SIGUSR1 and SIGUSR2: the "time is nearly up" signals that SLURM
+# sends when asked (submitit's default is SIGUSR2). SIGINT: Ctrl-C.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT") if hasattr(signal, name)
+)
+
+
+class StopRequest:
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():  # signals can only be set there
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._record)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def _record(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: do not wait for the step to finish
+        self.signum = signum
+
+    def exit(self) -> None:
+        """After the checkpoint: let the previous handler act (submitit requeues), else exit 128+N."""
+        signum = self.signum
+        previous = self._previous.get(signum)
+        self.__exit__()
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, None)
+        raise SystemExit(128 + signum)

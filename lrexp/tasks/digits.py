@@ -1,0 +1,120 @@
+"""Task ``digits``: scikit-learn's bundled handwritten digits (1797 8x8 images), an MLP classifier.
+
+All data lives as tensors on the device; a batch is a slice of a per-epoch shuffled copy, so there is no
+DataLoader and no per-step host work beyond indexing. The data order is a pure function of (seed, step),
+which is what makes resuming exact without saving any loader state.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrexp.errors import ConfigError
+
+N_CLASSES = 10
+
+
+def digits_file() -> Path:
+    """The CSV that ``sklearn.datasets.load_digits`` parses.
+
+    Read directly because importing sklearn.datasets costs ~2 s, twice lrexp's start-up budget;
+    tests/test_tasks.py checks that the arrays equal load_digits()'s exactly.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("task digits needs scikit-learn's bundled data: pip install scikit-learn")
+    return Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+
+
+def load_digits_arrays() -> Tuple[np.ndarray, np.ndarray]:
+    """Images as float32 in [0, 16] (n, 64) and labels as int64 (n,)."""
+    with gzip.open(digits_file(), "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float64)
+    return table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64)
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices with each class in the same proportion in both (sorted)."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_val = int(round(val_fraction * len(idx)))
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    layers: List[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class DigitsTask:
+    metrics = ("val_loss", "val_acc")
+
+    def __init__(
+        self,
+        batch_size: int,
+        hidden: Sequence[int],
+        val_fraction: float,
+        split_seed: int,
+        *,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError("task.val_fraction", val_fraction, "must be between 0 and 1 (exclusive)")
+        images, labels = load_digits_arrays()
+        train_idx, val_idx = stratified_split(labels, val_fraction, split_seed)
+        if not 0 < batch_size <= len(train_idx):
+            raise ConfigError("task.batch_size", batch_size, f"must be between 1 and the training set size ({len(train_idx)})")
+        x = torch.from_numpy(images / 16.0).float()  # pixels 0..16 -> 0..1
+        y = torch.from_numpy(labels)
+        self.x_train, self.y_train = x[train_idx].to(device), y[train_idx].to(device)
+        self.x_val, self.y_val = x[val_idx].to(device), y[val_idx].to(device)
+        self.batch_size, self.seed, self.device = batch_size, seed, device
+        self.batches_per_epoch = len(train_idx) // batch_size  # the ragged tail is dropped, reshuffled each epoch
+        self.model = mlp([images.shape[1], *hidden, N_CLASSES]).to(device)
+        self._epoch = -1
+
+    def param_groups(self) -> List[Dict]:
+        return [{"params": list(self.model.parameters())}]
+
+    def train_batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        epoch, i = divmod(step, self.batches_per_epoch)
+        if epoch != self._epoch:
+            self._shuffle(epoch)
+        rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return self._x_epoch[rows], self._y_epoch[rows]
+
+    def _shuffle(self, epoch: int) -> None:
+        # A distinct, reproducible order per (seed, epoch), drawn on the CPU so it is the same on every device.
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        perm = torch.randperm(len(self.y_train), generator=g).to(self.device)
+        self._x_epoch, self._y_epoch, self._epoch = self.x_train[perm], self.y_train[perm], epoch
+
+    @staticmethod
+    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x), y)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> Dict[str, torch.Tensor]:
+        """Loss and accuracy on the whole validation set, as device tensors (the caller syncs once)."""
+        logits = model(self.x_val).float()
+        return {
+            "val_loss": F.cross_entropy(logits, self.y_val),
+            "val_acc": (logits.argmax(dim=1) == self.y_val).float().mean(),
+        }

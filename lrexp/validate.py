@@ -1,0 +1,104 @@
+"""Checks of a composed config before anything is built: one ConfigError naming key, value and rule.
+
+Hydra and the schemas in lrexp.config already reject unknown names and wrong types at compose time;
+these are the range and consistency rules no type can express. Schedule checks go by the standard
+parameter names torch and transformers use, so a schedule added as a YAML file is checked too.
+Device presence, batch size vs training set and unknown keys are checked where those facts are known
+(lrexp.device, the task, lrexp.build), still before the first step.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lrexp.errors import ConfigError
+
+# Schedule lengths that must be at least one step, and those that may be zero.
+POSITIVE_STEPS = ("T_max", "step_size", "T_0", "total_steps", "num_training_steps", "num_decay_steps", "timescale")
+NON_NEGATIVE_STEPS = ("num_warmup_steps", "num_stable_steps", "patience", "cooldown")
+# Multiplicative factors that must shrink the LR (or keep it): 0 < x <= 1.
+DECAY_FACTORS = ("gamma", "factor")
+FRACTIONS = ("pct_start",)
+
+
+def validate(cfg: DictConfig) -> None:
+    run = cfg.run
+    for key in ("steps", "log_every", "eval_every", "checkpoint_every"):
+        _positive_int(f"run.{key}", run[key])
+    if run.diverge_factor is not None and not (_is_number(run.diverge_factor) and run.diverge_factor > 1):
+        raise ConfigError("run.diverge_factor", run.diverge_factor, "must be a number > 1, or null (NaN/inf only)")
+    _positive_number("optimizer.lr", cfg.optimizer.get("lr"))
+    validate_schedule(_resolved(cfg.scheduler, "scheduler"), run.steps, cfg.optimizer.lr)
+    corpus = cfg.task.get("corpus")
+    if corpus is not None and not Path(corpus).expanduser().exists():
+        raise ConfigError("task.corpus", corpus, "no such file or folder (a text file, a folder of text files, or null)")
+
+
+def validate_schedule(kwargs: Mapping[str, Any], steps: int, lr: float) -> None:
+    def key(name: str) -> str:
+        return f"scheduler.{name}"
+
+    for name in POSITIVE_STEPS:
+        if kwargs.get(name) is not None:
+            _positive_int(key(name), kwargs[name])
+    for name in NON_NEGATIVE_STEPS:
+        if kwargs.get(name) is not None and not (_is_int(kwargs[name]) and kwargs[name] >= 0):
+            raise ConfigError(key(name), kwargs[name], "must be an integer >= 0")
+    for name in DECAY_FACTORS:
+        if name in kwargs and not (_is_number(kwargs[name]) and 0 < kwargs[name] <= 1):
+            raise ConfigError(key(name), kwargs[name], "must be in (0, 1]: a factor that decays the LR")
+    for name in FRACTIONS:
+        if name in kwargs and not (_is_number(kwargs[name]) and 0 < kwargs[name] < 1):
+            raise ConfigError(key(name), kwargs[name], "must be in (0, 1)")
+
+    if "milestones" in kwargs:
+        ms = kwargs["milestones"]
+        if not isinstance(ms, (list, tuple)) or not all(_is_int(m) for m in ms):
+            raise ConfigError(key("milestones"), ms, "must be a list of integer steps")
+        if any(b <= a for a, b in zip(ms, ms[1:])):
+            raise ConfigError(key("milestones"), ms, "must be strictly increasing")
+        if ms and not (0 < ms[0] and ms[-1] < steps):
+            raise ConfigError(key("milestones"), ms, f"must lie within the run: 0 < milestone < run.steps ({steps})")
+
+    warmup = kwargs.get("num_warmup_steps")
+    if warmup is not None:
+        total = kwargs.get("num_training_steps") or steps
+        where = "scheduler.num_training_steps" if kwargs.get("num_training_steps") else "run.steps"
+        if warmup >= total:
+            raise ConfigError(key("num_warmup_steps"), warmup, f"must be less than {where} ({total})")
+    if kwargs.get("num_decay_steps") is not None and kwargs["num_decay_steps"] > (kwargs.get("num_training_steps") or steps):
+        raise ConfigError(key("num_decay_steps"), kwargs["num_decay_steps"], "must not exceed the training steps")
+    if kwargs.get("lr_end") is not None and not (0 <= kwargs["lr_end"] < lr):
+        raise ConfigError(key("lr_end"), kwargs["lr_end"], f"must be >= 0 and below optimizer.lr ({lr})")
+    if "max_lr" in kwargs:
+        _positive_number(key("max_lr"), kwargs["max_lr"])
+
+
+def _resolved(node: DictConfig, group: str) -> Mapping[str, Any]:
+    try:
+        return OmegaConf.to_container(node, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(getattr(e, "full_key", None) or group, None, f"cannot be resolved: {e.msg if hasattr(e, 'msg') else e}") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive_int(key: str, v: Any) -> None:
+    if not (_is_int(v) and v > 0):
+        raise ConfigError(key, v, "must be an integer > 0")
+
+
+def _positive_number(key: str, v: Any) -> None:
+    if not (_is_number(v) and v > 0):
+        raise ConfigError(key, v, "must be a number > 0")
