@@ -21,7 +21,7 @@ from lrexp.errors import ConfigError
 from lrexp.record import CHECKPOINT_FILE, holds_run
 
 # Keys that may differ between a run and its resumption without changing a single number.
-RESUMABLE_CHANGES = ("run.resume", "run.progress", "run.threads", "run.checkpoint_every", "logger")
+RESUMABLE_CHANGES = ("run.resume", "run.progress", "run.threads", "run.checkpoint_every")
 
 
 def save(path: Path, payload: Dict[str, Any]) -> None:
@@ -71,8 +71,10 @@ def fingerprint(cfg: DictConfig) -> Dict[str, Any]:
         elif not any(prefix == k or prefix.startswith(k + ".") for k in RESUMABLE_CHANGES):
             flat[prefix] = node
 
-    kept = {k: cfg[k] for k in cfg if k != "logger"}  # logger nodes may use ${hydra:...}; never compared
-    walk(OmegaConf.to_container(OmegaConf.create(kept), resolve=True, enum_to_str=True), "")
+    # What a run computes; loggers (which may use ${hydra:...}) and Hydra's own node never matter.
+    for key in ("task", "optimizer", "scheduler", "run", "seed"):
+        node = cfg[key]
+        walk(OmegaConf.to_container(node, resolve=True, enum_to_str=True) if OmegaConf.is_config(node) else node, key)
     return flat
 
 

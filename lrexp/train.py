@@ -128,17 +128,20 @@ def train(
         )
 
     # --- the loop ----------------------------------------------------------------------------------
+    # Plain ints: reading an OmegaConf node costs microseconds, and these are read every step.
+    steps, log_every, eval_every = int(run.steps), int(run.log_every), int(run.eval_every)
+    checkpoint_every, diverge_factor = int(run.checkpoint_every), run.diverge_factor
     status, diverged_at, first_step_at = "completed", None, None
     steps_at_start = step
     stop = StopRequest()
-    bar = tqdm(total=run.steps, initial=step, disable=None if run.progress else True, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=steps, initial=step, disable=None if run.progress else True, unit="step", dynamic_ncols=True)
     t_start = time.perf_counter() - elapsed
     with stop, bar, logging_redirect_tqdm():
         model.train()
-        while step < run.steps:
-            last = step == run.steps - 1
-            evaluate = step % run.eval_every == 0 or last
-            log_row = evaluate or step % run.log_every == 0
+        while step < steps:
+            last = step == steps - 1
+            evaluate = step % eval_every == 0 or last
+            log_row = evaluate or step % log_every == 0
             if log_row:  # the LR this step applies: read before scheduler.step()
                 lrs = [group["lr"] for group in optimizer.param_groups]
 
@@ -156,7 +159,7 @@ def train(
                 first_step_at = time.time()
 
             if log_row:
-                row: Row = {"step": step, **dict(zip(lr_columns, lrs)), "train_loss": (loss_sum / n_summed).item()}
+                row: Row = {"step": step, "lr": lrs[0], **dict(zip(lr_columns[1:], lrs)), "train_loss": (loss_sum / n_summed).item()}
                 loss_sum.zero_()
                 n_summed = 0
                 if evaluate:
@@ -175,7 +178,7 @@ def train(
                 bar.set_postfix(lr=f"{lrs[0]:.3g}", loss=f"{row['train_loss']:.4g}", refresh=False)
                 if evaluate:
                     log.info(format_row(row))
-                if is_diverged(row, rows[0]["train_loss"], run.diverge_factor):
+                if is_diverged(row, rows[0]["train_loss"], diverge_factor):
                     status, diverged_at = "diverged", step
                     log.warning("diverged at step %d (train_loss %s): stopping; the record is kept", step, row["train_loss"])
                     break
@@ -184,7 +187,7 @@ def train(
             if stop.signum is not None:
                 status = "interrupted"
                 break
-            if step % run.checkpoint_every == 0 or step == run.steps:
+            if step % checkpoint_every == 0 or step == steps:
                 save_checkpoint()
     metrics.close()
 
@@ -220,7 +223,7 @@ def seed_everything(seed: int) -> None:
 
 
 def lr_column_names(optimizer: torch.optim.Optimizer) -> List[str]:
-    """``lr`` for a single parameter group; with several, ``lr`` (the first group's) and one per group."""
+    """``lr`` for a single parameter group; with several, ``lr`` (the first group's) then one per group."""
     groups = optimizer.param_groups
     if len(groups) == 1:
         return ["lr"]

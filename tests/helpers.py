@@ -1,0 +1,62 @@
+"""Test helpers: compose the real config in-process, train in-process, or run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, open_dict
+
+import lrexp.config  # noqa: F401 - schemas and resolvers, as `python -m lrexp` registers them
+
+SCHEDULES = sorted(p.stem for p in (Path(lrexp.config.__file__).parent.parent / "conf" / "scheduler").glob("*.yaml"))
+ARTICLE_SCHEDULES = ["exp", "cosine", "step", "poly_warmup", "multistep"]
+
+
+def compose_config(*overrides: str) -> Tuple[DictConfig, Dict[str, str]]:
+    """The composed config exactly as `python -m lrexp OVERRIDES` sees it, and the group choices."""
+    with initialize_config_module("lrexp.conf", version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    names = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, names
+
+
+def train_in_process(run_dir: Path, *overrides: str, plots: bool = False) -> dict:
+    """A real training run through lrexp.train (no subprocess start-up), as the CLI would do it."""
+    from lrexp.loggers import LocalLogger
+    from lrexp.train import train
+    from lrexp.validate import validate
+
+    cfg, names = compose_config("run.progress=false", *overrides)
+    validate(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return train(cfg, run_dir, names=names, loggers=[LocalLogger(plots=plots)])
+
+
+def cli_env(**extra: str) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYDRA_", "WANDB_"))}
+    env.update(extra)
+    return env
+
+
+def run_cli(args: Sequence[str], cwd: Path, module: str = "lrexp", timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """`python -m lrexp ARGS` in a fresh process, from ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def table_without_time(rows: List[dict]) -> List[dict]:
+    """metrics rows minus the wall-clock column, which no two runs share."""
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
