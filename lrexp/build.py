@@ -11,6 +11,7 @@ import inspect
 from typing import Any, Callable, Dict, List, Sequence
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
@@ -60,17 +61,35 @@ def check_signature(node: DictConfig, group: str, bound_positionally: int = 1, s
             raise ConfigError(f"{group}.{p.name}", None, f"required by {node._target_} but not set")
 
 
+def call_target(node: DictConfig, group: str, *args: Any, **kwargs: Any) -> Any:
+    """Instantiate ``node`` (calling the partial with ``args``), with any rejection as one ConfigError.
+
+    Hydra wraps what a target raises in an InstantiationException; a ConfigError raised by lrexp's own
+    targets (tasks) is unwrapped, and a library constructor's ValueError/TypeError names the group.
+    """
+    try:
+        obj = instantiate(node, **kwargs)
+        return obj(*args) if node.get("_partial_") else obj
+    except InstantiationException as e:
+        cause = e.__cause__ or e
+    except (ValueError, TypeError) as e:
+        cause = e
+    if isinstance(cause, ConfigError):
+        raise cause from None
+    raise ConfigError(group, node.get("_target_"), f"rejected its arguments: {cause}") from None
+
+
 def build_optimizer(node: DictConfig, param_groups: List[Dict[str, Any]], device: torch.device) -> torch.optim.Optimizer:
     check_signature(node, "optimizer")
     overrides = {}
     if node.get("fused") and device.type not in _fused_devices():
         overrides["fused"] = None  # torch's default kernel; fused=True would raise on this device
-    return instantiate(node, **overrides)(param_groups)
+    return call_target(node, "optimizer", param_groups, **overrides)
 
 
 def build_scheduler(node: DictConfig, optimizer: torch.optim.Optimizer) -> Any:
     check_signature(node, "scheduler")
-    return instantiate(node)(optimizer)
+    return call_target(node, "scheduler", optimizer)
 
 
 def is_metric_driven(scheduler: Any) -> bool:

@@ -14,12 +14,11 @@ plus ``device`` and ``seed``. It provides:
 from __future__ import annotations
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lrexp.build import check_signature
+from lrexp.build import call_target, check_signature
 
 
 def build_task(node: DictConfig, device: torch.device, seed: int):
     check_signature(node, "task", bound_positionally=0, supplied=("device", "seed"))
-    return instantiate(node, device=device, seed=seed, _convert_="all")
+    return call_target(node, "task", device=device, seed=seed, _convert_="all")
