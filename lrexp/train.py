@@ -108,6 +108,8 @@ def train(
         log.info("resuming %s at step %d of %d", run_dir, step, run.steps)
     metrics = MetricsWriter(run_dir / METRICS_FILE, metric_columns(lr_columns, task.metrics), rows)
     saved_hydra_files = checkpoint.hydra_files(hydra_dir)
+    for logger in loggers:  # the run directory is accepted and the run is built: loggers may open
+        logger.start()
 
     def save_checkpoint() -> None:
         checkpoint.save(

@@ -17,6 +17,14 @@ from lrexp.record import Row
 class Logger:
     """The interface: every method is optional. Rows arrive at log intervals, never every step."""
 
+    def start(self) -> None:
+        """Once the run directory is accepted and the run is built, before the first step.
+
+        A refused re-run (the directory holds another run) or a run that fails to build never gets
+        here, so a logger that opens something outside the process (a W&B run) opens it only for a
+        run that will train.
+        """
+
     def log_row(self, row: Row) -> None:
         pass
 
