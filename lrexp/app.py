@@ -113,6 +113,9 @@ def run_info(cfg: DictConfig, hc: Any, names: Dict[str, Any]) -> Dict[str, Any]:
         "name": " ".join([name, *overrides]),
         "group": str(hc.sweep.dir) if multirun else None,
         "job_type": names.get("scheduler"),
+        # The option names (cosine, adamw, digits): the config holds only their contents, and a tracker
+        # groups runs by schedule *name*.
+        "choices": {k: v for k, v in names.items() if v},
         "tags": [t for t in (names.get("task"), names.get("optimizer"), names.get("scheduler")) if t],
         "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         "run_dir": str(Path(hc.runtime.output_dir)),
