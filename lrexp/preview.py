@@ -1,0 +1,144 @@
+"""LR curves without training, composed from the same config groups and overrides as a run.
+
+    python -m lrexp.preview                                  # the article's five schedules
+    python -m lrexp.preview experiment=article               # ... at the article's exact settings
+    python -m lrexp.preview scheduler=cosine,wsd run.steps=600 --out curves
+
+Writes one figure per schedule (the article's conventions: title, grid, legend, dashed red lines at
+warm-up end and milestones, each kind labelled once), ``overlay.png`` with every curve, and ``lr.csv``
+(step, then one column per schedule). The schedulers are the real objects a run would build, stepped
+once per optimizer step; only metric-driven ones (ReduceLROnPlateau) cannot be previewed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from lrexp.errors import ConfigError
+
+ARTICLE_FIVE = "scheduler=exp,cosine,step,poly_warmup,multistep"
+
+
+def expand(overrides: Sequence[str]) -> List[List[str]]:
+    """Sweep syntax (a,b,c; range(); glob()) expanded into one override list per combination, by Hydra."""
+    if not any(o.split("=", 1)[0].lstrip("+~") == "scheduler" for o in overrides):
+        overrides = [ARTICLE_FIVE, *overrides]
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    (batch,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [list(combo) for combo in batch]
+
+
+def lr_trace(cfg: DictConfig) -> Optional[List[float]]:
+    """The LR of every optimizer step, from the scheduler a run would build; None if metric-driven."""
+    import torch
+
+    from lrexp.build import build_optimizer, build_scheduler, is_metric_driven
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = build_optimizer(cfg.optimizer, [{"params": [param]}], torch.device("cpu"))
+    scheduler = build_scheduler(cfg.scheduler, optimizer)
+    if is_metric_driven(scheduler):
+        return None
+    lrs = []
+    with warnings.catch_warnings():
+        # No optimizer.step() here: nothing is trained, and the LR sequence does not depend on it.
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        for _ in range(cfg.run.steps):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            scheduler.step()
+    return lrs
+
+
+def compose_one(overrides: List[str]) -> Tuple[DictConfig, Dict[str, str]]:
+    """The run config for these overrides (inside ``initialize_config_module``) and its group choices."""
+    from hydra import compose
+
+    cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    return cfg, dict(cfg.hydra.runtime.choices)
+
+
+def label_of(overrides: List[str], names: Dict[str, str], varying: List[str]) -> str:
+    extra = [o for o in overrides if o.split("=", 1)[0] in varying and not o.startswith("scheduler=")]
+    return " ".join([names["scheduler"], *extra])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lrexp.preview", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("preview"), help="output folder (default: ./preview)")
+    p.add_argument("--dpi", type=int, default=110)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, sweep syntax allowed (scheduler=a,b)")
+    a = p.parse_args(argv)
+    try:
+        combos = expand(a.overrides)
+        varying = [k for k in {o.split("=", 1)[0] for c in combos for o in c} if len({o for c in combos for o in c if o.startswith(k + "=")}) > 1]
+        curves, skipped = [], []
+        from hydra import initialize_config_module
+
+        import lrexp.config  # noqa: F401 - schemas and ${steps:...}
+        from lrexp.validate import validate
+
+        with initialize_config_module("lrexp.conf", version_base="1.3"):
+            for overrides in combos:
+                cfg, names = compose_one(overrides)
+                validate(cfg)
+                lrs = lr_trace(cfg)
+                label = label_of(overrides, names, varying)
+                if lrs is None:
+                    skipped.append(label)
+                    continue
+                kwargs = OmegaConf.to_container(cfg.scheduler, resolve=True)
+                curves.append((label, cfg.scheduler._target_, lrs, kwargs, cfg.run.steps))
+    except (ConfigError, HydraException) as e:
+        print(f"lrexp.preview: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    for label in skipped:
+        print(f"{label}: metric-driven (stepped with the validation loss): needs a training run to draw", file=sys.stderr)
+    if curves:
+        for path in draw(curves, a.out, a.dpi):
+            print(path)
+    return 0
+
+
+def draw(curves, out: Path, dpi: int) -> List[Path]:
+    from matplotlib.figure import Figure
+
+    from lrexp.plots import draw_lr, schedule_title
+    from lrexp.schedules import lr_markers
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for label, target, lrs, kwargs, steps in curves:
+        fig = Figure(figsize=(8, 4.5))
+        title = schedule_title({"scheduler": label, "scheduler_target": target})
+        draw_lr(fig.subplots(), {"learning rate": (range(steps), lrs)}, lr_markers(kwargs, steps), title=title)
+        fig.tight_layout()
+        paths.append(out / f"{label.replace(' ', '_').replace('/', '-')}.png")
+        fig.savefig(paths[-1], dpi=dpi)
+    fig = Figure(figsize=(9, 5))
+    draw_lr(fig.subplots(), {label: (range(steps), lrs) for label, _, lrs, _, steps in curves}, title="learning rate schedules")
+    fig.tight_layout()
+    paths.append(out / "overlay.png")
+    fig.savefig(paths[-1], dpi=dpi)
+
+    longest = max(steps for *_, steps in curves)
+    with open(out / "lr.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", *(f"lr/{label}" for label, *_ in curves)])  # a schedule may be called "step"
+        for s in range(longest):
+            w.writerow([s, *(lrs[s] if s < len(lrs) else "" for _, _, lrs, _, _ in curves)])
+    paths.append(out / "lr.csv")
+    return paths
+
+
+if __name__ == "__main__":
+    sys.exit(main())

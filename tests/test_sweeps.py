@@ -1,0 +1,177 @@
+"""Multirun sweeps under the real launchers, and the comparison report they leave behind.
+
+Every number the report's table states is recomputed here from the runs' own metrics.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+from pathlib import Path
+from typing import Dict, List
+
+import matplotlib.image
+import pytest
+import yaml
+
+from lrexp.record import read_metrics, read_summary
+from tests.helpers import run_cli
+
+SHORT = ["run.steps=40", "run.log_every=5", "run.eval_every=20", "logger.local.plots=false"]
+
+
+def job_dirs(sweep: Path) -> List[Path]:
+    return sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def overrides(run_dir: Path) -> Dict[str, str]:
+    return dict(o.split("=", 1) for o in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()))
+
+
+def final_val_loss(run_dir: Path) -> float:
+    return [r["val_loss"] for r in read_metrics(run_dir) if r["val_loss"] is not None][-1]
+
+
+def read_csv(path: Path) -> List[Dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory) -> Path:
+    """2 schedules x 2 peak LRs (one of them diverges) x 2 seeds under Hydra's basic launcher."""
+    cwd = tmp_path_factory.mktemp("basic")
+    out = run_cli(["-m", "scheduler=exp,cosine", "optimizer.lr=1e-3,1000", "seed=0,1", *SHORT, "hydra.sweep.dir=sweep"], cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    return cwd / "sweep"
+
+
+def test_basic_sweep_leaves_one_complete_run_per_job_and_one_report(basic_sweep):
+    dirs = job_dirs(basic_sweep)
+    assert len(dirs) == 8
+    for d in dirs:
+        assert (d / "metrics.csv").is_file() and (d / ".hydra" / "config.yaml").is_file()
+        assert read_summary(d)["status"] == ("diverged" if overrides(d)["optimizer.lr"] == "1000" else "completed")
+    for name in ("report.html", "report.md", "summary.csv", "cells.csv"):
+        assert (basic_sweep / name).is_file(), name
+    for fig in ("ranking", "lr", "train_loss", "val_loss", "val_acc", "sensitivity"):
+        assert (basic_sweep / "report" / f"{fig}.png").stat().st_size > 5000, fig
+
+
+def test_report_table_matches_the_runs_own_metrics(basic_sweep):
+    """Each schedule at its best LR: runs, mean +- std of the final validation loss, diverged count, rank."""
+    by_cell: Dict[tuple, List[Path]] = {}
+    for d in job_dirs(basic_sweep):
+        o = overrides(d)
+        by_cell.setdefault((o["scheduler"], o["optimizer.lr"]), []).append(d)
+    expected = {}
+    for (sched, lr), dirs in by_cell.items():
+        if lr == "0.001":  # the diverging LR can never be a schedule's best cell
+            losses = [final_val_loss(d) for d in dirs]
+            expected[sched] = (len(dirs), statistics.fmean(losses), statistics.stdev(losses))
+    table = read_csv(basic_sweep / "summary.csv")
+    assert [r["scheduler"] for r in table] == sorted(expected, key=lambda s: expected[s][1])  # ranked by mean loss
+    for rank, row in enumerate(table, 1):
+        runs, mean, std = expected[row["scheduler"]]
+        assert int(row["rank"]) == rank and int(row["runs"]) == runs and row["settings"] == "optimizer.lr=0.001"
+        assert float(row["final_val_loss_mean"]) == pytest.approx(mean, rel=1e-12)
+        assert float(row["final_val_loss_std"]) == pytest.approx(std, rel=1e-12)
+        assert int(row["diverged"]) == 0
+    cells = read_csv(basic_sweep / "cells.csv")
+    assert sorted((c["scheduler"], c["optimizer.lr"], c["diverged"]) for c in cells) == [
+        ("cosine", "0.001", "0"), ("cosine", "1000", "2"), ("exp", "0.001", "0"), ("exp", "1000", "2")
+    ]
+    md = (basic_sweep / "report.md").read_text()
+    assert f"{table[0]['scheduler']} wins" in md and "diverged at step" in md
+
+
+def test_the_same_report_comes_back_from_the_cli(basic_sweep, tmp_path):
+    copy = tmp_path / "sweep"
+    shutil.copytree(basic_sweep, copy)
+    for name in ("report.html", "report.md", "summary.csv", "cells.csv"):
+        (copy / name).unlink()
+    shutil.rmtree(copy / "report")
+    out = run_cli([str(copy)], cwd=tmp_path, module="lrexp.report")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(copy / "report.html")
+    assert read_csv(copy / "summary.csv") == read_csv(basic_sweep / "summary.csv")
+    assert (copy / "report.md").read_text() == (basic_sweep / "report.md").read_text()
+
+
+def test_report_can_group_by_any_key(basic_sweep, tmp_path):
+    out = run_cli([str(basic_sweep), "--group-by", "optimizer.lr", "--out", str(tmp_path / "r")], cwd=tmp_path, module="lrexp.report")
+    assert out.returncode == 0, out.stderr
+    table = read_csv(tmp_path / "r" / "summary.csv")
+    assert [r["optimizer.lr"] for r in table] == ["0.001", "1000"]
+    assert table[1]["rank"] == "" and int(table[1]["diverged"]) == 2  # every run at lr=1000 diverged: unranked
+    bad = run_cli([str(basic_sweep), "--group-by", "nope", "--out", str(tmp_path / "r2")], cwd=tmp_path, module="lrexp.report")
+    assert bad.returncode == 2 and bad.stderr.startswith("lrexp.report: error: --group-by=nope")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_parallel_and_cluster_launchers_complete_every_job(tmp_path, launcher):
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
+    out = run_cli(
+        ["-m", f"hydra/launcher={launcher}", *extra, "scheduler=step,cosine", "seed=0", *SHORT, "hydra.sweep.dir=sweep"],
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    dirs = job_dirs(tmp_path / "sweep")
+    assert [overrides(d)["scheduler"] for d in dirs] == ["step", "cosine"]
+    for d in dirs:
+        s = read_summary(d)
+        assert s["status"] == "completed" and [r["step"] for r in read_metrics(d)] == [0, 5, 10, 15, 20, 25, 30, 35, 39]
+    if launcher == "joblib":  # two parallel jobs split the cores instead of fighting over them
+        cores = len(os.sched_getaffinity(0))
+        assert {read_summary(d)["threads"] for d in dirs} == {max(1, cores // 2)}
+    assert [r["scheduler"] for r in read_csv(tmp_path / "sweep" / "summary.csv")] != []
+    assert (tmp_path / "sweep" / "report.html").is_file()
+
+
+# --- report.html in a real browser -----------------------------------------------------------------
+
+PROBE = """<script>
+window.addEventListener("load", () => {
+  document.body.dataset.check = JSON.stringify({
+    images: [...document.images].map(i => i.complete ? i.naturalWidth : -1),
+    rows: document.querySelectorAll("table#summary tbody tr").length,
+    headline: document.getElementById("headline").textContent,
+    overflow: document.documentElement.scrollWidth - window.innerWidth,
+  });
+});
+</script>"""
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("LREXP_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is required here (.ci/run installs Debian's chromium)")
+        pytest.skip("no chromium on this machine (apt-get install -y chromium)")
+    return exe
+
+
+def test_report_html_opens_offline_in_a_real_browser_with_every_image_decoded(basic_sweep, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text((basic_sweep / "report.html").read_text().replace("</body>", PROBE + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1366,900", "--virtual-time-budget=10000"]
+    out = subprocess.run([chromium(), *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    match = re.search(r'data-check="([^"]*)"', out.stdout)
+    assert match, f"the page did not finish loading: {out.stderr[-2000:]}"
+    check = json.loads(html.unescape(match.group(1)))
+    figures = len(list((basic_sweep / "report").glob("*.png")))
+    assert len(check["images"]) == figures and all(w > 0 for w in check["images"]), check["images"]
+    assert check["rows"] == 2 and "wins" in check["headline"]
+    assert check["overflow"] <= 0, "the report must fit a laptop screen without horizontal scrolling"
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium(), *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    assert matplotlib.image.imread(shot).shape[1] == 1366
