@@ -92,7 +92,7 @@ def column(rows: Sequence[Row], name: str) -> tuple:
 
 def summarize(rows: Sequence[Row], val_metrics: Sequence[str]) -> Dict[str, Any]:
     """Headline numbers derived from the rows: final and best validation metrics, LR diagnostics."""
-    out: Dict[str, Any] = {"steps_done": rows[-1]["step"] + 1 if rows else 0}
+    out: Dict[str, Any] = {}
     if rows:
         out["final_train_loss"] = rows[-1]["train_loss"]
     for name in val_metrics:

@@ -95,7 +95,7 @@ def train(
     }
 
     # --- state: fresh, or exactly where the checkpoint left it -------------------------------------
-    step, rows, elapsed = 0, [], 0.0
+    step, rows, elapsed, time_to_first_step = 0, [], 0.0, None
     loss_sum, n_summed = torch.zeros((), device=device), 0  # training loss since the last row
     if resume_from is not None:
         model.load_state_dict(resume_from["model"])
@@ -103,6 +103,7 @@ def train(
         scheduler.load_state_dict(resume_from["scheduler"])
         checkpoint.set_rng_states(resume_from["rng"])
         step, rows, elapsed = resume_from["step"], resume_from["rows"], resume_from["elapsed_s"]
+        time_to_first_step = resume_from["time_to_first_step_s"]  # the original launch's, not a resume's
         loss_sum.fill_(resume_from["loss_sum"])
         n_summed = resume_from["n_summed"]
         log.info("resuming %s at step %d of %d", run_dir, step, run.steps)
@@ -122,6 +123,7 @@ def train(
                 "rng": checkpoint.rng_states(),
                 "rows": rows,
                 "elapsed_s": time.perf_counter() - t_start,
+                "time_to_first_step_s": time_to_first_step,
                 "loss_sum": loss_sum.item(),
                 "n_summed": n_summed,
                 "fingerprint": checkpoint.fingerprint(cfg),
@@ -133,8 +135,7 @@ def train(
     # Plain ints: reading an OmegaConf node costs microseconds, and these are read every step.
     steps, log_every, eval_every = int(run.steps), int(run.log_every), int(run.eval_every)
     checkpoint_every, diverge_factor = int(run.checkpoint_every), run.diverge_factor
-    status, diverged_at, first_step_at = "completed", None, None
-    steps_at_start = step
+    status, diverged_at = "completed", None
     stop = StopRequest()
     bar = tqdm(total=steps, initial=step, disable=None if run.progress else True, unit="step", dynamic_ncols=True)
     t_start = time.perf_counter() - elapsed
@@ -157,8 +158,8 @@ def train(
                 scheduler.step()
             loss_sum += loss.detach()
             n_summed += 1
-            if first_step_at is None:
-                first_step_at = time.time()
+            if time_to_first_step is None:
+                time_to_first_step = time.time() - process_start_time()
 
             if log_row:
                 row: Row = {"step": step, "lr": lrs[0], **dict(zip(lr_columns[1:], lrs)), "train_loss": (loss_sum / n_summed).item()}
@@ -183,8 +184,9 @@ def train(
                 if is_diverged(row, rows[0]["train_loss"], diverge_factor):
                     status, diverged_at = "diverged", step
                     log.warning("diverged at step %d (train_loss %s): stopping; the record is kept", step, row["train_loss"])
-                    break
             step += 1
+            if status == "diverged":
+                break
 
             if stop.signum is not None:
                 status = "interrupted"
@@ -202,10 +204,11 @@ def train(
         "status": status,
         **info,
         **summarize(rows, task.metrics),
+        "steps_done": step,  # optimizer steps taken, logged or not
         "diverged_at_step": diverged_at,
         "wall_time_s": wall,
-        "steps_per_s": (step - steps_at_start) / max(wall - elapsed, 1e-9),
-        "time_to_first_step_s": first_step_at - process_start_time() if first_step_at else None,
+        "steps_per_s": step / max(wall, 1e-9),  # over every segment of a resumed run
+        "time_to_first_step_s": time_to_first_step,
     }
     warn_if_stalled(summary)
     for logger in loggers:
