@@ -31,9 +31,9 @@ class StopRequest:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        # Handlers go back; the record of them stays, for exit() to hand over to.
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        self._previous.clear()
 
     @property
     def name(self) -> str:
@@ -50,5 +50,5 @@ class StopRequest:
         previous = self._previous.get(signum)
         self.__exit__()
         if callable(previous) and previous is not signal.default_int_handler:
-            previous(signum, None)
+            previous(signum, None)  # submitit's requeue handler exits the process itself
         raise SystemExit(128 + signum)

@@ -209,3 +209,35 @@ def test_resuming_a_finished_run_reproduces_it(tmp_path, uninterrupted):
     before = comparable(uninterrupted)
     resume(uninterrupted)
     assert comparable(uninterrupted) == before
+
+
+def test_a_signal_is_handed_over_to_the_handler_that_was_there_before(tmp_path):
+    """Under submitit a requeue handler is installed before the job starts: lrexp checkpoints, then calls it."""
+    import threading
+
+    from tests.helpers import train_in_process
+
+    calls = []
+
+    def requeue(signum, frame):  # what submitit's checkpoint_and_try_requeue does: act, then exit
+        calls.append(signum)
+        raise SystemExit(0)
+
+    def signal_once_training() -> None:
+        metrics = tmp_path / "metrics.csv"
+        while not (metrics.exists() and metrics.read_text().count("\n") > 3):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    previous = signal.signal(signal.SIGUSR2, requeue)
+    sender = threading.Thread(target=signal_once_training, daemon=True)
+    try:
+        sender.start()
+        with pytest.raises(SystemExit) as e:
+            train_in_process(tmp_path, "run.steps=100000", "run.log_every=50", "run.eval_every=5000", "task.hidden=[16]")
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert calls == [signal.SIGUSR2] and e.value.code == 0
+    assert signal.getsignal(signal.SIGUSR2) is previous  # lrexp put the handlers back
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert 0 < ckpt["step"] < 100000 and read_summary(tmp_path)["status"] == "interrupted"
