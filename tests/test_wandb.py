@@ -1,0 +1,281 @@
+"""W&B, with the real wandb client and no account: runs read back with wandb's own reader
+(`wandb leet inspect`), a sweep's jobs as distinct runs of one group, the online start-up that falls back
+to offline within its bound, the report spec built offline, and the API key nowhere on disk.
+
+Every process gets its own HOME and W&B directories under tmp, so no test reads or writes the real
+home (a developer's own key or ~/.netrc would otherwise turn auto mode online)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from omegaconf import OmegaConf
+
+from lrexp.errors import ConfigError
+from lrexp.record import read_metrics, read_summary
+from tests.helpers import cli_env, compose_config, run_cli
+
+WANDB_CLI = str(Path(sys.executable).with_name("wandb"))
+# Short runs; one torch thread leaves the second core to wandb's service process.
+QUICK = ["run.steps=30", "run.log_every=5", "run.eval_every=15", "run.threads=1"]
+STEPS_LOGGED = [0, 5, 10, 15, 20, 25, 29]
+# Shaped like a real key (40 hex-ish characters) so that wandb accepts it and tries to use it.
+FAKE_KEY = "lrexptest" + "0123456789abcdef0123456789abcdef0"
+
+
+def isolated_env(root: Path, **extra: str) -> Dict[str, str]:
+    home = root / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        "HOME": str(home),
+        "NETRC": str(home / ".netrc"),
+        "WANDB_DIR": str(root / "wandb-dir"),
+        "WANDB_CONFIG_DIR": str(home / ".config" / "wandb"),
+        "WANDB_CACHE_DIR": str(home / ".cache" / "wandb"),
+        "WANDB_DATA_DIR": str(home / ".local" / "share" / "wandb"),
+        **extra,
+    }
+
+
+def leet_inspect(run_dir: Path, env: Dict[str, str], *flags: str) -> str:
+    """`wandb leet inspect --json [FLAGS] RUN_DIR/wandb`: wandb's own reader of the run's .wandb log.
+
+    Cached per run: each call starts the wandb CLI (a second or two on this machine), and the runs are
+    read by several tests."""
+    key = (str(run_dir), flags)
+    if key not in _inspected:
+        out = subprocess.run([WANDB_CLI, "leet", "inspect", "--json", *flags, str(run_dir / "wandb")], env=cli_env(**env), capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        _inspected[key] = out.stdout
+    return _inspected[key]
+
+
+_inspected: Dict[Any, str] = {}
+
+
+def inspect_records(run_dir: Path, env: Dict[str, str]) -> List[Dict[str, Any]]:
+    """Every record of the run's log, decoded: run (config, group, ...), history rows, summary, ..."""
+    return [json.loads(line) for line in leet_inspect(run_dir, env).splitlines() if line.strip()]
+
+
+def inspect_summary(run_dir: Path, env: Dict[str, str]) -> Dict[str, Any]:
+    """The run's state, config, summary and tags."""
+    return json.loads(leet_inspect(run_dir, env, "--summary"))
+
+
+def history(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return [r["history"]["item"] for r in records if r["type"] == "history"]
+
+
+def run_record(records: List[Dict[str, Any]]) -> Dict[str, Any]:
+    (run,) = [r["run"] for r in records if r["type"] == "run"]
+    return run
+
+
+# --- a sweep in auto mode without a key: offline, one W&B run per job, one group ----------------------
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    env = isolated_env(root)
+    overrides = ["logger=wandb", *QUICK, "logger.local.plots=false"]
+    out = run_cli(["-m", *overrides, "seed=0,1,2", f"hydra.sweep.dir={root / 'sweep'}"], cwd=root, **env)
+    assert out.returncode == 0, out.stderr
+    return root / "sweep", overrides, env, out
+
+
+def test_offline_history_is_metrics_csv(sweep):
+    sweep_dir, _, env, _ = sweep
+    for job in (sweep_dir / str(i) for i in range(3)):
+        rows = read_metrics(job)
+        logged = [item for item in history(inspect_records(job, env)) if "lr" in item]
+        assert len(logged) == len(rows)
+        for item, row in zip(logged, rows):
+            # Every column of every row, exactly: step (the x-axis), lr, train_loss, val_* where evaluated.
+            assert {k: item.get(k) for k in row} == row
+        assert [item["lr"] for item in logged] == [row["lr"] for row in rows]
+        assert any(row["val_loss"] is not None for row in rows) and any(row["val_loss"] is None for row in rows)
+
+
+def test_offline_config_summary_and_record(sweep):
+    sweep_dir, overrides, env, out = sweep
+    job = sweep_dir / "1"
+    w = inspect_summary(job, env)
+    cfg, _ = compose_config(*overrides, "seed=1")
+    composed = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    assert w["config"] == {**composed, "choices": {"task": "digits", "optimizer": "adamw", "scheduler": "cosine"}}
+
+    s = read_summary(job)
+    assert w["state"] == "finished" and w["exit_code"] == 0
+    for key in ("status", "final_val_loss", "final_val_acc", "best_val_loss", "best_val_acc", "final_train_loss", "lr_final", "steps_done", "seed"):
+        assert w["summary"][key] == s[key], key
+    assert w["summary"]["status"] == "completed"
+    assert w["tags"] == ["digits", "adamw", "cosine"]
+
+    # summary.json records the W&B run: id, path, mode, and how to upload it.
+    rec = s["wandb"]
+    assert rec["mode"] == "offline" and rec["id"] == w["run_id"] and rec["path"] == f"lrexp/{rec['id']}"
+    assert (job / rec["dir"] / f"run-{rec['id']}.wandb").is_file()
+    assert rec["sync"] == f"wandb sync {job / rec['dir']}"
+    run = run_record(inspect_records(job, env))
+    assert run["job_type"] == "cosine" and run["display_name"].startswith("cosine-seed1")
+
+    # One line per job says how to upload later; wandb's own banner is silenced.
+    lines = (out.stdout + out.stderr).splitlines()
+    assert len([line for line in lines if "wandb sync" in line]) == 3
+    assert not [line for line in lines if line.startswith("wandb:")]
+
+
+def test_multirun_jobs_are_distinct_runs_in_one_group(sweep):
+    sweep_dir, _, env, _ = sweep
+    ids = set()
+    for seed in range(3):
+        job = sweep_dir / str(seed)
+        rec = read_summary(job)["wandb"]
+        assert rec["group"] == str(sweep_dir)
+        (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")  # its own run, in its own directory
+        records = inspect_records(job, env)
+        run = run_record(records)
+        assert (run["run_id"], run["run_group"]) == (rec["id"], str(sweep_dir))
+        assert run["config"]["update"]["seed"] == seed
+        # No job logged into another's run: each history holds exactly its own metrics.csv.
+        assert [h["train_loss"] for h in history(records) if "lr" in h] == [r["train_loss"] for r in read_metrics(job)]
+        ids.add(rec["id"])
+    assert len(ids) == 3
+
+
+# --- a single run whose online start-up finds no server -------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again on exit: connections are refused
+
+
+FALLBACK_BOUND_S = 2
+
+
+@pytest.fixture(scope="module")
+def fallback_run(tmp_path_factory):
+    """scheduler=step with a fake key and W&B pointed at a closed local port, plots on."""
+    root = tmp_path_factory.mktemp("fallback")
+    env = isolated_env(root, WANDB_API_KEY=FAKE_KEY, WANDB_BASE_URL=f"http://127.0.0.1:{closed_port()}")
+    t0 = time.monotonic()
+    out = run_cli(["logger=wandb", f"logger.wandb.init_timeout={FALLBACK_BOUND_S}", "scheduler=step", *QUICK, f"hydra.run.dir={root / 'run'}"], cwd=root, **env)
+    wall = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr
+    return root, root / "run", env, out, wall
+
+
+def test_online_startup_falls_back_to_offline_within_its_bound(fallback_run):
+    _, run_dir, env, out, wall = fallback_run
+    s = read_summary(run_dir)
+    assert s["status"] == "completed" and [r["step"] for r in read_metrics(run_dir)] == STEPS_LOGGED  # the local record, whole
+    rec = s["wandb"]
+    assert rec["mode"] == "offline" and "online start-up failed" in rec["reason"]
+    assert 0 < rec["fallback_after_s"] <= FALLBACK_BOUND_S
+    assert wall < 60, wall  # the whole run, start-up, training and plots included, on a loaded 2-core machine
+    (line,) = [line for line in (out.stdout + out.stderr).splitlines() if "wandb sync" in line]
+    assert "online start-up failed" in line
+
+    # The offline run holds the training and the plots: `wandb sync` can upload it.
+    w = inspect_summary(run_dir, env)
+    assert (w["run_id"], w["state"], w["summary"]["final_val_loss"]) == (rec["id"], "finished", s["final_val_loss"])
+    assert [h["lr"] for h in history(inspect_records(run_dir, env)) if "lr" in h] == [r["lr"] for r in read_metrics(run_dir)]
+    plots = sorted(p.stem for p in (run_dir / "plots").glob("*.png"))
+    assert len(plots) >= 3 and sorted(k for k in w["summary"] if k.startswith("plots/")) == [f"plots/{p}" for p in plots]
+    assert len(list(run_dir.glob("wandb/offline-run-*/files/media/images/plots/*.png"))) == len(plots)
+
+
+def test_the_api_key_is_nowhere_on_disk(fallback_run):
+    root, run_dir, _, out, _ = fallback_run
+    assert "online_error" in read_summary(run_dir)["wandb"]  # the key was found and used to try online
+    # Under the output directory and the isolated home and W&B directories, binary files included.
+    key = FAKE_KEY.encode()
+    files = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert any(p.suffix == ".wandb" for p in files) and any(p.name == "debug-internal.log" for p in files)
+    assert [p for p in files if key in p.read_bytes()] == []
+    assert FAKE_KEY not in out.stdout + out.stderr
+
+
+# --- options and imports ---------------------------------------------------------------------------------
+
+
+def test_wandb_is_imported_only_where_used(tmp_path):
+    code = (
+        "import sys; import lrexp.app, lrexp.loggers, lrexp.loggers.wandb, lrexp.wandb_report;"
+        "from lrexp.loggers.wandb import WandbLogger;"
+        "lg = WandbLogger({'mode': 'disabled'}, {'run_dir': '.', 'config': {}}); lg.start(); lg.log_row({'step': 0, 'lr': 1.0});"
+        "assert lg.summary_fields() == {'wandb': {'mode': 'disabled'}}, lg.summary_fields();"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('wandb', 'wandb_workspaces')]; assert not bad, bad"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=cli_env(**isolated_env(tmp_path)), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+    "node, key",
+    [({"mode": "sometimes"}, "logger.wandb.mode"), ({"init_timeout": 0}, "logger.wandb.init_timeout"), ({"api_key": FAKE_KEY}, "logger.wandb.api_key"), ({"projekt": "x"}, "logger.wandb.projekt")],
+)
+def test_bad_wandb_options_are_config_errors(node, key):
+    from lrexp.loggers.wandb import WandbOptions
+
+    with pytest.raises(ConfigError) as e:
+        WandbOptions.from_node(node)
+    assert e.value.key == key and FAKE_KEY not in str(e.value)
+
+
+# --- the W&B report ------------------------------------------------------------------------------------
+
+
+def test_report_spec_builds_offline_with_the_panels(sweep, fallback_run, tmp_path):
+    sweep_dir, _, env, _ = sweep
+    single_run = fallback_run[1]  # scheduler=step, seed 0: a second group beside the sweep's cosine
+    out_file = tmp_path / "spec.json"
+    out = run_cli([str(sweep_dir), str(single_run), "--dry-run", "--out", str(out_file)], cwd=tmp_path, module="lrexp.wandb_report", **env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out_file.read_text())
+    assert report["project"] == "lrexp"
+
+    blocks = report["spec"]["blocks"]
+    grids = [b for b in blocks if b["type"] == "panel-grid"]
+    panels = [p for g in grids for p in g["metadata"]["panelBankSectionConfig"]["panels"]]
+    for g in grids:  # every grid shows the sweep's group, grouped by schedule name
+        (runset,) = g["metadata"]["runSets"]
+        assert runset["filters"]["filters"][0]["key"]["name"] == "group" and runset["filters"]["filters"][0]["value"] == str(sweep_dir)
+        assert runset["grouping"] == [{"section": "config", "name": "choices.value.scheduler"}]
+    lines = {tuple(p["config"]["metrics"]): p["config"] for p in panels if p["viewType"] == "Run History Line Plot"}
+    assert set(lines) == {("lr",), ("train_loss",), ("val_loss",), ("val_acc",)}
+    for config in lines.values():
+        assert (config["xAxis"], config["groupBy"], config["groupAgg"], config["groupArea"]) == ("step", "choices.value.scheduler", "mean", "minmax")
+    assert [p["config"] for p in panels if p["viewType"] == "Run Comparer"] == [{"diffOnly": "split"}]
+    (parallel,) = [p["config"] for p in panels if p["viewType"] == "Parallel Coordinates Plot"]
+    assert [c["accessor"] for c in parallel["columns"]] == ["config:choices.value.scheduler", "config:optimizer.value.lr", "summary:final_val_loss"]
+
+    # The summary and the table: the numbers recomputed here from each run's own metrics.csv.
+    final = {"cosine": [read_metrics(sweep_dir / str(i))[-1]["val_loss"] for i in range(3)], "step": [read_metrics(single_run)[-1]["val_loss"]]}
+    winner = min(final, key=lambda k: statistics.fmean(final[k]))
+    assert report["description"].startswith(f"{winner} wins")
+    (table,) = [b["content"] for b in blocks if b["type"] == "markdown-block"]
+    for name, values in final.items():
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        rank = 1 if name == winner else 2
+        assert f"| {rank} | {name} | - | {len(values)} | {statistics.fmean(values):.4f} ± {std:.4f} |" in table
+
+
+def test_report_without_key_fails_in_one_line_without_prompting(sweep, tmp_path):
+    sweep_dir, _, env, _ = sweep
+    out = run_cli([str(sweep_dir)], cwd=tmp_path, module="lrexp.wandb_report", timeout=60, **env)
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("lrexp.wandb_report: error:") and "--dry-run" in line
