@@ -160,10 +160,7 @@ class WandbLogger(Logger):
     def _open(self, mode: str, reason: str) -> None:
         import wandb  # here, not at import: only runs that use W&B pay its ~1 s import
 
-        # Process-wide, before wandb prints anything: lrexp says what matters in one line, where wandb
-        # would print a banner (and "Loaded credentials ..."); the "who am I" query it skips costs ~10 s
-        # when the server cannot be reached.
-        wandb.setup(settings=wandb.Settings(silent=True, x_disable_viewer=True))
+        setup_quietly(wandb)
         close_leftover_run(wandb)
         has_key, self._secret = configured_credentials(wandb)
         fallback_after: Optional[float] = None
@@ -271,6 +268,23 @@ class WandbLogger(Logger):
 
 
 # --- helpers (module level: each one concern, testable alone) -----------------------------------------
+
+
+def setup_quietly(wandb: Any) -> None:
+    """wandb's process-wide settings, before it prints anything.
+
+    Silent: lrexp says what matters in one line, where wandb prints a banner (and "Loaded credentials
+    ..."). No viewer: the "who am I" query costs ~10 s when the server cannot be reached.
+    """
+    wandb.setup(settings=wandb.Settings(silent=True, x_disable_viewer=True))
+    # wandb's own usage analytics (OpenTelemetry, to the W&B server) flush when the process exits: against
+    # a server that never answers, that held the process ~20 s after the run had finished. lrexp sends none.
+    try:
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+
+        opentelemetry_proxy.disable()
+    except (ImportError, AttributeError):  # a wandb without them: nothing to turn off
+        pass
 
 
 def configured_credentials(wandb: Any) -> Tuple[bool, Optional[str]]:
