@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from lrexp.compare import PRIMARY_METRIC, Comparison, Run, compare, find_runs
+from lrexp.loggers.wandb import STEP_METRIC  # the x-axis the W&B logger defines for every metric
 
 DEFAULT_PROJECT = "lrexp"
 SPEC_FILE = "wandb-report.json"
 # Option names: the W&B run config holds them under "choices" (the composed config holds only contents).
 CHOICE_KEYS = ("scheduler", "optimizer", "task")
-STEP = "step"  # the x-axis the W&B logger defines for every metric
 DEFAULT_VAL_METRICS = ["val_loss", "val_acc"]
 SPREAD = "minmax"  # the band around each group's mean, as in the local report's default
 
@@ -139,14 +139,14 @@ def build_report(
         return wr.Runset(
             entity=(entity or "") if runsets_online else "",
             project=project,
-            name=f"sweep {Path(group).name}" if group else project,
+            name=f"sweep {sweep_name(group)}" if group else project,
             filters=[expr.Metric("Group") == group] if group else "",
             groupby=[f"config.{by}"],
         )
 
     def curve(metric: str, title: str, x: int, y: int) -> Any:
         return wr.LinePlot(
-            title=title, x=STEP, y=[metric], title_x="step", title_y=metric,
+            title=title, x=STEP_METRIC, y=[metric], title_x="step", title_y=metric,
             groupby=f"config.{by}", groupby_aggfunc="mean", groupby_rangefunc=SPREAD,
             layout=wr.Layout(x=x, y=y, w=12, h=8),
         )
@@ -177,7 +177,7 @@ def build_report(
     ]
     if comparison is not None:
         blocks += [wr.H2("Local comparison table"), wr.MarkdownBlock(text=markdown_table(comparison))]
-    title = f"lrexp: {group_key} comparison" + (f" ({Path(group).name})" if group else "")
+    title = f"lrexp: {group_key} comparison" + (f" ({sweep_name(group)})" if group else "")
     return wr.Report(entity=entity or "", project=project, title=title[:128], description=headline(comparison), blocks=blocks, width="fluid")
 
 
@@ -196,6 +196,11 @@ def report_spec(report: Any) -> Dict[str, Any]:
 def write_spec(report: Any, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report_spec(report), indent=1) + "\n")
+
+
+def sweep_name(group: str) -> str:
+    """multirun/2026-11-23/23-31-49.894719 -> 2026-11-23/23-31-49.894719: the sweep's date and time."""
+    return "/".join(Path(group).parts[-2:])
 
 
 def config_key(key: str) -> str:
