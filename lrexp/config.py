@@ -84,11 +84,16 @@ class TinyLMTaskConfig:
     n_layer: int = 2
     n_head: int = 4
     n_embd: int = 128
-    # A text file or a folder of text files; null = the Python standard library's own sources.
+    # None by default: a run of a few minutes sees each byte about once, far from overfitting.
+    dropout: float = 0.0
+    # A text file or a folder of text files; null = the Python standard library's own .py sources.
     corpus: Optional[str] = None
-    corpus_glob: str = "**/*.py"
+    # Which files of a task.corpus folder are read (files that are not text are skipped).
+    corpus_glob: str = "**/*"
     max_corpus_bytes: int = 8_000_000
+    # The validation chunks are fixed by the corpus: the split does not move with the run's seed.
     val_fraction: float = 0.05
+    # Validation = eval_batches x batch_size fixed windows.
     eval_batches: int = 8
 
 
