@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -37,6 +37,7 @@ def main(cfg: DictConfig) -> Optional[float]:
     multirun = hc.mode == RunMode.MULTIRUN
     names = {g: hc.runtime.choices.get(g) for g in ("task", "optimizer", "scheduler")}
     held_a_run = holds_run(run_dir)
+    loggers: List[Any] = []
     try:
         from lrexp.validate import validate
 
@@ -44,17 +45,19 @@ def main(cfg: DictConfig) -> Optional[float]:
         from lrexp.loggers import build_loggers
         from lrexp.train import train  # torch is imported here, not for --help or --cfg
 
+        loggers = build_loggers(cfg.logger, run_info(cfg, hc, names))
         summary = train(
             cfg,
             run_dir,
             names=names,
-            loggers=build_loggers(cfg.logger, run_info(cfg, hc, names)),
+            loggers=loggers,
             hydra_dir=run_dir / hc.output_subdir if hc.output_subdir else None,
             threads=job_threads(cfg, hc),
         )
         # The value sweepers minimise (hydra-optuna-sweeper, for one).
         return summary.get("final_val_loss")
     except ConfigError as e:
+        abort(loggers, str(e))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         # A refused re-run must not touch the run it refused; anything else records its failure.
@@ -65,11 +68,17 @@ def main(cfg: DictConfig) -> Optional[float]:
             raise SystemExit(2)
         log.error("job %s failed: %s", hc.job.num, e)
     except Exception as e:
+        abort(loggers, f"{type(e).__name__}: {e}")
         record_failure(run_dir, cfg, names, f"{type(e).__name__}: {e}", traceback.format_exc())
         if not multirun:
             raise
         log.exception("job %s failed; the sweep goes on (traceback in %s)", hc.job.num, run_dir / ERROR_FILE)
     return None
+
+
+def abort(loggers: List[Any], error: str) -> None:
+    for logger in loggers:
+        logger.abort(error)
 
 
 def record_failure(run_dir: Path, cfg: DictConfig, names: Dict[str, Any], error: str, trace: str = "") -> None:

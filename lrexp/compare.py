@@ -180,6 +180,58 @@ def _table_row(rank: int, cell: Cell, group_key: str) -> Dict[str, Any]:
     }
 
 
+# --- the verdict in words: shared by the local and the W&B report ---------------------------------
+
+
+def fmt(mean: Optional[float], std: Optional[float] = None, digits: int = 4) -> str:
+    if mean is None or not math.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def table_header(group_key: str) -> List[str]:
+    return ["rank", group_key, "setting", "runs", "final val loss", "final val acc", "best val loss", "diverged", "failed"]
+
+
+def table_cells(row: Dict[str, Any], group_key: str) -> List[str]:
+    return [
+        str(row["rank"] or "-"), str(row[group_key]), row["settings"] or "-", str(row["runs"]),
+        fmt(row["final_val_loss_mean"], row["final_val_loss_std"]), fmt(row["final_val_acc_mean"], row["final_val_acc_std"]),
+        fmt(row["best_val_loss"]), str(row["diverged"]), str(row["failed"]),
+    ]
+
+
+def markdown_table(comparison: "Comparison") -> str:
+    head = table_header(comparison.group_key)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(table_cells(r, comparison.group_key)) + " |" for r in comparison.table]
+    return "\n".join(lines)
+
+
+def headline(comparison: "Comparison") -> str:
+    """One sentence: the winner, its margin over the runner-up, and whether the margin beats the spread."""
+    ranked = [r for r in comparison.table if r["rank"] is not None]
+    key = comparison.group_key
+    if not ranked:
+        return "No run completed: nothing to rank."
+    win = ranked[0]
+    text = f"{win[key]} wins with a final validation loss of {fmt(win['final_val_loss_mean'], win['final_val_loss_std'])}"
+    text += f" over {win['completed']} run{'s' * (win['completed'] != 1)}"
+    if win["settings"]:
+        text += f" (at {win['settings']})"
+    if len(ranked) > 1:
+        second = ranked[1]
+        gap = second["final_val_loss_mean"] - win["final_val_loss_mean"]
+        rel = gap / second["final_val_loss_mean"] if second["final_val_loss_mean"] else float("nan")
+        spread = max(win["final_val_loss_std"] or 0.0, second["final_val_loss_std"] or 0.0)
+        verdict = (
+            "larger than the seed-to-seed spread" if gap > 2 * spread else
+            "within the seed-to-seed spread: not a clear win" if gap <= spread else "comparable to the seed-to-seed spread"
+        )
+        text += f"; {100 * rel:.1f}% below the runner-up, {second[key]} ({fmt(second['final_val_loss_mean'], second['final_val_loss_std'])}), a gap {verdict}"
+    return text + "."
+
+
 # --- curves: a group's runs aligned by step --------------------------------------------------------
 
 

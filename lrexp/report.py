@@ -15,21 +15,16 @@ import argparse
 import base64
 import csv
 import html
-import math
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from matplotlib.figure import Figure
 
-from lrexp.compare import Band, Cell, Comparison, band, compare, find_runs
+from lrexp.compare import Band, Cell, Comparison, band, compare, find_runs, fmt, headline, markdown_table, table_cells, table_header
 from lrexp.plots import draw_lr
 
 FIG_DIR = "report"
-TABLE_COLUMNS = [
-    ("rank", "rank"), ("group", None), ("settings", "setting"), ("runs", "runs"), ("final_val_loss", "final val loss"),
-    ("final_val_acc", "final val acc"), ("best_val_loss", "best val loss"), ("diverged", "diverged"), ("failed", "failed"),
-]
 
 
 def build_report(
@@ -189,44 +184,6 @@ def write_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def fmt(mean: Optional[float], std: Optional[float] = None, digits: int = 4) -> str:
-    if mean is None or not math.isfinite(mean):
-        return "n/a"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
-
-
-def table_cells(row: Dict[str, Any], group_key: str) -> List[str]:
-    return [
-        str(row["rank"] or "-"), str(row[group_key]), row["settings"] or "-", str(row["runs"]),
-        fmt(row["final_val_loss_mean"], row["final_val_loss_std"]), fmt(row["final_val_acc_mean"], row["final_val_acc_std"]),
-        fmt(row["best_val_loss"]), str(row["diverged"]), str(row["failed"]),
-    ]
-
-
-def headline(comparison: Comparison) -> str:
-    """One sentence: the winner, its margin over the runner-up, and whether the margin beats the spread."""
-    ranked = [r for r in comparison.table if r["rank"] is not None]
-    key = comparison.group_key
-    if not ranked:
-        return "No run completed: nothing to rank."
-    win = ranked[0]
-    text = f"{win[key]} wins with a final validation loss of {fmt(win['final_val_loss_mean'], win['final_val_loss_std'])}"
-    text += f" over {win['completed']} run{'s' * (win['completed'] != 1)}"
-    if win["settings"]:
-        text += f" (at {win['settings']})"
-    if len(ranked) > 1:
-        second = ranked[1]
-        gap = second["final_val_loss_mean"] - win["final_val_loss_mean"]
-        rel = gap / second["final_val_loss_mean"] if second["final_val_loss_mean"] else float("nan")
-        spread = max(win["final_val_loss_std"] or 0.0, second["final_val_loss_std"] or 0.0)
-        verdict = (
-            "larger than the seed-to-seed spread" if gap > 2 * spread else
-            "within the seed-to-seed spread: not a clear win" if gap <= spread else "comparable to the seed-to-seed spread"
-        )
-        text += f"; {100 * rel:.1f}% below the runner-up, {second[key]} ({fmt(second['final_val_loss_mean'], second['final_val_loss_std'])}), a gap {verdict}"
-    return text + "."
-
-
 def shown(path: Path, base: Path) -> str:
     """A run directory as the report names it: relative to the report, so the report can move with it."""
     try:
@@ -251,9 +208,7 @@ def notes(comparison: Comparison, base: Path) -> List[str]:
 
 def render_markdown(comparison: Comparison, figures: Dict[str, Path], title: str, base: Path) -> str:
     key = comparison.group_key
-    head = ["rank", key, "setting", "runs", "final val loss", "final val acc", "best val loss", "diverged", "failed"]
-    lines = [f"# {title}", "", headline(comparison), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(table_cells(r, key)) + " |" for r in comparison.table]
+    lines = [f"# {title}", "", headline(comparison), "", markdown_table(comparison)]
     lines += ["", f"Varying keys: {', '.join(comparison.varying) or 'none'}. Grouped by `{key}`; mean ± std over seeds.", ""]
     for name, path in figures.items():
         lines += [f"![{name}]({FIG_DIR}/{path.name})", ""]
@@ -279,7 +234,7 @@ img { max-width: 100%; height: auto; display: block; margin: 0.8em 0 1.6em; }
 def render_html(comparison: Comparison, figures: Dict[str, Path], title: str, spread: str, smoothing: float, base: Path) -> str:
     esc = html.escape
     key = comparison.group_key
-    head = ["rank", key, "setting", "runs", "final val loss", "final val acc", "best val loss", "diverged", "failed"]
+    head = table_header(key)
     rows = "".join(
         f"<tr{' class=winner' if r['rank'] == 1 else ''}>" + "".join(f"<td>{esc(c)}</td>" for c in table_cells(r, key)) + "</tr>"
         for r in comparison.table

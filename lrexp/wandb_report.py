@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from lrexp.compare import PRIMARY_METRIC, Comparison, Run, compare, find_runs
+from lrexp.compare import PRIMARY_METRIC, Comparison, Run, compare, find_runs, headline, markdown_table
 from lrexp.loggers.wandb import STEP_METRIC  # the x-axis the W&B logger defines for every metric
 
 DEFAULT_PROJECT = "lrexp"
@@ -178,7 +177,7 @@ def build_report(
     if comparison is not None:
         blocks += [wr.H2("Local comparison table"), wr.MarkdownBlock(text=markdown_table(comparison))]
     title = f"lrexp: {group_key} comparison" + (f" ({sweep_name(group)})" if group else "")
-    return wr.Report(entity=entity or "", project=project, title=title[:128], description=headline(comparison), blocks=blocks, width="fluid")
+    return wr.Report(entity=entity or "", project=project, title=title[:128], description=headline(comparison) if comparison else NO_LOCAL_RUNS, blocks=blocks, width="fluid")
 
 
 def report_spec(report: Any) -> Dict[str, Any]:
@@ -211,28 +210,12 @@ def config_key(key: str) -> str:
 # --- text from the local comparison ---------------------------------------------------------------------
 
 
-def headline(comparison: Optional[Comparison]) -> str:
-    """The winner and its margin over the runner-up, in one sentence."""
-    if comparison is None:
-        return "Runs of the sweep in W&B, grouped by schedule."
-    ranked = [r for r in comparison.table if r["rank"] is not None]
-    key = comparison.group_key
-    if not ranked:
-        return "No run completed: nothing to rank."
-    win = ranked[0]
-    text = f"{win[key]} wins: final validation loss {fmt(win['final_val_loss_mean'], win['final_val_loss_std'])}"
-    text += f" over {plural(win['completed'], 'run')}"
-    if len(ranked) > 1:
-        second = ranked[1]
-        gap = second["final_val_loss_mean"] - win["final_val_loss_mean"]
-        rel = f", {100 * gap / second['final_val_loss_mean']:.1f}% lower" if second["final_val_loss_mean"] else ""
-        text += f"; {gap:.4f} below the runner-up {second[key]} ({fmt(second['final_val_loss_mean'], second['final_val_loss_std'])}){rel}"
-    return text + "."
+NO_LOCAL_RUNS = "Runs of the sweep in W&B, grouped by schedule."
 
 
 def summary_text(comparison: Optional[Comparison]) -> str:
     if comparison is None:
-        return headline(None) + " Pass the sweep directory for the summary and the comparison table."
+        return NO_LOCAL_RUNS + " Pass the sweep directory for the summary and the comparison table."
     runs = comparison.runs
     counts = {s: sum(r.status == s for r in runs) for s in ("completed", "diverged", "failed", "interrupted")}
     done = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -242,28 +225,8 @@ def summary_text(comparison: Optional[Comparison]) -> str:
     )
 
 
-def markdown_table(comparison: Comparison) -> str:
-    key = comparison.group_key
-    head = ["rank", key, "setting", "runs", "final val loss", "final val acc", "best val loss", "diverged", "failed"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in comparison.table:
-        cells = [
-            str(r["rank"] or "-"), str(r[key]), r["settings"] or "-", str(r["runs"]),
-            fmt(r["final_val_loss_mean"], r["final_val_loss_std"]), fmt(r["final_val_acc_mean"], r["final_val_acc_std"]),
-            fmt(r["best_val_loss"]), str(r["diverged"]), str(r["failed"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
-
-
-def fmt(mean: Optional[float], std: Optional[float] = None, digits: int = 4) -> str:
-    if mean is None or not math.isfinite(mean):
-        return "n/a"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
 # --- what the local runs say about W&B ---------------------------------------------------------------------

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from lrexp.errors import ConfigError
 from lrexp.record import read_metrics, read_summary
+from lrexp.tasks.digits import DigitsTask
 from tests.helpers import cli_env, compose_config, run_cli
 
 WANDB_CLI = str(Path(sys.executable).with_name("wandb"))
@@ -279,3 +280,24 @@ def test_report_without_key_fails_in_one_line_without_prompting(sweep, tmp_path)
     assert out.returncode == 1
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith("lrexp.wandb_report: error:") and "--dry-run" in line
+
+
+class BreaksAtStep10(DigitsTask):
+    """Digits whose data fails at step 10: a job that raises in the middle of training."""
+
+    def train_batch(self, step):
+        if step == 10:
+            raise RuntimeError("simulated crash at step 10")
+        return super().train_batch(step)
+
+
+def test_a_job_that_raises_ends_its_wandb_run_as_failed_and_the_sweep_goes_on(tmp_path):
+    env = isolated_env(tmp_path, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    targets = "task._target_=tests.test_wandb.BreaksAtStep10,lrexp.tasks.digits.DigitsTask"
+    out = run_cli(["-m", "logger=wandb", *QUICK, "logger.local.plots=false", targets, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, **env)
+    assert out.returncode == 0, out.stderr
+    crashed, fine = tmp_path / "sweep" / "0", tmp_path / "sweep" / "1"
+    assert read_summary(crashed)["status"] == "failed" and "simulated crash" in (crashed / "error.txt").read_text()
+    w = inspect_summary(crashed, env)
+    assert w["exit_code"] == 1 and w["summary"]["status"] == "failed"  # closed as failed by its own job
+    assert inspect_summary(fine, env)["exit_code"] == 0 and read_summary(fine)["status"] == "completed"

@@ -35,6 +35,9 @@ class Logger:
     def finish(self, summary: Dict[str, Any], run_dir: Path) -> None:
         pass
 
+    def abort(self, error: str) -> None:
+        """The run raised instead of finishing: close anything opened in start(), marked as failed."""
+
 
 class LocalLogger(Logger):
     """Draws plots/*.png from the run directory once the record is complete."""

@@ -146,6 +146,17 @@ class WandbLogger(Logger):
         except Exception as e:  # noqa: BLE001
             log.warning("W&B: finishing the run failed (%s); `wandb sync %s` uploads what is on disk", self._redact(str(e)), self.run_dir / self.record["dir"])
 
+    def abort(self, error: str) -> None:
+        """A job that raised: its W&B run ends as failed now, not when the next job (or the process) ends."""
+        run, self.run = self.run, None
+        if run is None:
+            return
+        try:
+            run.summary.update({"status": "failed", "error": self._redact(error)})
+            run.finish(exit_code=1)
+        except Exception as e:  # noqa: BLE001
+            log.warning("W&B: could not mark the run failed (%s)", self._redact(str(e)))
+
     # --- start-up ------------------------------------------------------------------------------------
 
     def _requested_mode(self) -> Tuple[str, str]:
