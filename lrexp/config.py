@@ -101,17 +101,6 @@ class TinyLMTaskConfig:
 
 
 @dataclass
-class AdamWConfig:
-    _target_: str = "torch.optim.AdamW"
-    _partial_: bool = True
-    lr: float = 1e-3
-    betas: Tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.01
-    fused: Optional[bool] = True
-
-
-@dataclass
 class AdamConfig:
     _target_: str = "torch.optim.Adam"
     _partial_: bool = True
@@ -120,6 +109,14 @@ class AdamConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     fused: Optional[bool] = True
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    """Adam's keys; the decay is decoupled from the gradient, so it gets a non-zero default."""
+
+    _target_: str = "torch.optim.AdamW"
+    weight_decay: float = 0.01
 
 
 @dataclass
