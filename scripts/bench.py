@@ -12,6 +12,11 @@ Sections:
   torch"` and against the plain loop run as a script. torch 2.13's Optimizer.step imports torch._dynamo
   on its first call (~1.9 s here), so no program that steps a torch optimizer gets its first step within
   1 s of `import torch`; `import torch, torch._dynamo` is printed as that floor.
+- tinylm: lrexp's loop on `task=tinylm` (its default model and eval cadence) vs a plain nanoGPT-style
+  loop doing the same work (scripts/plain_loop.py), interleaved with a 2048^3 fp32 matmul (best of
+  several, the training thread count; the best round is the machine's peak). MFU = the median training
+  tokens/s x 6 x parameters / that peak; validation passes are in the loop's time, so MFU errs low.
+- memory: peak RSS (ru_maxrss) of a `python -m lrexp` digits run and a tinylm run, each its own process.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Callable, Dict, List
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))  # plain_loop.py, run as a sibling script
 
-from plain_loop import train_plain  # noqa: E402
+from plain_loop import train_plain, train_plain_tinylm  # noqa: E402
 
 
 def median(xs: List[float]) -> float:
@@ -54,6 +59,23 @@ def lrexp_loop(steps: int, fused: bool = True, threads: int = 0) -> float:
         )
     with tempfile.TemporaryDirectory() as d:
         return train(cfg, Path(d), threads=threads)["steps_per_s"]
+
+
+def compose_lrexp(*overrides: str):
+    from hydra import compose as hydra_compose, initialize_config_module
+
+    import lrexp.config  # noqa: F401
+
+    with initialize_config_module("lrexp.conf", version_base="1.3"):
+        return hydra_compose("config", overrides=["run.progress=false", *overrides])
+
+
+def train_summary(cfg) -> Dict:
+    """lrexp's own loop in this process, no loggers (no plots): the run's summary."""
+    from lrexp.train import train
+
+    with tempfile.TemporaryDirectory() as d:
+        return train(cfg, Path(d))
 
 
 def interleaved(contenders: Dict[str, Callable[[], float]], rounds: int) -> Dict[str, List[float]]:
@@ -126,15 +148,106 @@ def bench_startup(rounds: int) -> Dict[str, float]:
     }
 
 
+def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
+    """fp32 FLOP/s of the best of ``repeats`` n^3 matmuls, at torch's current thread count."""
+    import torch
+
+    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    torch.mm(a, b, out=c)  # first call: allocation, kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b, out=c)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def bench_tinylm(steps: int, rounds: int) -> Dict[str, float]:
+    cfg = compose_lrexp("task=tinylm", f"run.steps={steps}")
+    task, run = cfg.task, cfg.run
+    tokens_per_step = task.batch_size * task.context
+
+    def plain(n_steps: int) -> float:
+        return train_plain_tinylm(
+            n_steps, task.batch_size, task.context, task.n_layer, task.n_head, task.n_embd, task.max_corpus_bytes,
+            task.eval_batches, log_every=run.log_every, eval_every=run.eval_every,
+        )
+
+    parameters = train_summary(compose_lrexp("task=tinylm", "run.steps=3"))["parameters"]  # warm-up: imports, allocator
+    plain(3)
+    r = interleaved(
+        {
+            "lrexp": lambda: train_summary(cfg)["steps_per_s"],
+            "plain": lambda: plain(steps),
+            "peak": matmul_peak_flops,
+        },
+        rounds,
+    )
+    lrexp_sps, plain_sps = median(r["lrexp"]), median(r["plain"])
+    # A peak is the best the machine did; throughput is typical (median): on a shared machine this errs low.
+    peak = max(r["peak"])
+    model_flops = lrexp_sps * tokens_per_step * 6 * parameters
+    return {
+        "tinylm_parameters": parameters,
+        "tinylm_tokens_per_step": tokens_per_step,
+        "tinylm_lrexp_steps_per_s": lrexp_sps,
+        "tinylm_lrexp_tokens_per_s": lrexp_sps * tokens_per_step,
+        "tinylm_plain_steps_per_s": plain_sps,
+        "tinylm_ratio_vs_plain": lrexp_sps / plain_sps,
+        # Round by round (neighbours in time): how much of the ratio is the machine's noise.
+        "tinylm_ratio_lowest_round": min(a / b for a, b in zip(r["lrexp"], r["plain"])),
+        "tinylm_ratio_highest_round": max(a / b for a, b in zip(r["lrexp"], r["plain"])),
+        "matmul_peak_gflops": peak / 1e9,
+        "tinylm_model_gflops": model_flops / 1e9,
+        "tinylm_mfu": model_flops / peak,
+    }
+
+
+# Linux keeps a process's peak RSS across fork and exec: a child forked from this (large) process would
+# report at least this process's peak. So a small Python forks the measured command and reports its peak.
+RSS_PROBE = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL); "
+    "_, status, usage = os.wait4(p.pid, 0); print(usage.ru_maxrss); sys.exit(os.waitstatus_to_exitcode(status))"
+)
+
+
+def peak_rss_mb(cmd: List[str], cwd: Path) -> float:
+    """Peak RSS (ru_maxrss, from wait4: that child's own, not the max over all children) in MB."""
+    out = subprocess.run([sys.executable, "-c", RSS_PROBE, *cmd], cwd=cwd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
+    return int(out.stdout) * 1024 / 1e6  # Linux reports KiB
+
+
+def bench_memory(digits_steps: int, tinylm_steps: int) -> Dict[str, float]:
+    """Whole default runs (plots included), only shorter: RSS is set by the model and data, not the length."""
+    work = Path(tempfile.mkdtemp(prefix="lrexp-bench-"))
+    lrexp = [sys.executable, "-m", "lrexp"]
+    try:
+        return {
+            "digits_peak_rss_mb": peak_rss_mb([*lrexp, f"run.steps={digits_steps}", f"hydra.run.dir={work / 'digits'}"], work),
+            "tinylm_peak_rss_mb": peak_rss_mb(
+                [*lrexp, "task=tinylm", f"run.steps={tinylm_steps}", f"hydra.run.dir={work / 'tinylm'}"], work
+            ),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 SECTIONS = {
     "throughput": lambda q: bench_throughput(steps=600 if q else 3000, rounds=2 if q else 5),
     "startup": lambda q: bench_startup(rounds=1 if q else 3),
+    "tinylm": lambda q: bench_tinylm(steps=10 if q else 40, rounds=1 if q else 7),
+    "memory": lambda q: bench_memory(digits_steps=50 if q else 1000, tinylm_steps=3 if q else 50),
 }
 
 TARGETS = {
     "ratio_vs_plain_same_settings": (">=", 0.97),
     "ratio_vs_plain_default_adamw": (">", 1.0),
     "lrexp_first_step_after_import_torch_s": ("<=", 1.0),
+    "tinylm_ratio_vs_plain": (">=", 0.97),
+    "tinylm_mfu": (">=", 0.35),
+    "digits_peak_rss_mb": ("<=", 500.0),
 }
 
 

@@ -1,9 +1,12 @@
-"""The baseline lrexp is measured against: a plain, hand-written PyTorch loop on digits.
+"""The baselines lrexp is measured against: plain, hand-written PyTorch loops on digits and on tinylm.
 
 What a careful practitioner would write without a harness: data as tensors, a per-epoch shuffle, the
 MLP, AdamW, a scheduler stepped per optimizer step, the loss read back at log steps and a validation
 pass at eval steps. Same work as ``python -m lrexp`` with its default digits settings. Run directly, it
 prints when its first optimizer step finished (seconds after process start), for scripts/bench.py.
+
+``train_plain_tinylm`` is the same for the language model, nanoGPT-style: the corpus as one byte tensor,
+random windows per step, the same transformers GPT-2, AdamW with decay on the matmul weights only.
 """
 
 from __future__ import annotations
@@ -55,6 +58,76 @@ def train_plain(steps: int, fused: bool, log_every: int = 10, eval_every: int = 
                 F.cross_entropy(logits, y_val).item()
                 (logits.argmax(1) == y_val).float().mean().item()
     return steps / (time.perf_counter() - t0), first_step
+
+
+def train_plain_tinylm(
+    steps: int,
+    batch_size: int,
+    context: int,
+    n_layer: int,
+    n_head: int,
+    n_embd: int,
+    max_corpus_bytes: int,
+    eval_batches: int,
+    log_every: int = 10,
+    eval_every: int = 100,
+    seed: int = 0,
+    threads: int = 0,
+) -> float:
+    """Train the tinylm model on the stdlib corpus; return the loop's steps per second."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from lrexp.tasks.tinylm import read_corpus, stdlib_sources  # the same bytes, not the same code path
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    data = torch.frombuffer(bytearray(read_corpus(stdlib_sources(), max_corpus_bytes)), dtype=torch.uint8)
+    n_train = int(0.95 * len(data))
+    train_data, val_data = data[:n_train], data[n_train:]
+    config = GPT2Config(
+        vocab_size=256, n_positions=context, n_embd=n_embd, n_layer=n_layer, n_head=n_head, resid_pdrop=0.0,
+        embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_pytorch_tanh", attn_implementation="sdpa",
+        use_cache=False, bos_token_id=None, eos_token_id=None,
+    )
+    model = GPT2LMHeadModel(config)
+    decay = [p for n, p in model.named_parameters() if p.ndim == 2 and "wte" not in n and "wpe" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim == 2 and "wte" not in n and "wpe" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, fused=True
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps // 3))
+    offsets = torch.arange(context + 1)
+    val_starts = torch.linspace(0, len(val_data) - context - 2, eval_batches * batch_size).long()
+    val_windows = val_data[val_starts[:, None] + offsets].long().split(batch_size)
+
+    def lm_loss(windows, reduction="mean"):
+        logits = model(input_ids=windows[:, :-1]).logits
+        return F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(), reduction=reduction), logits
+
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(steps):
+        starts = torch.randint(len(train_data) - context - 1, (batch_size,))
+        loss, _ = lm_loss(train_data[starts[:, None] + offsets].long())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        if step % log_every == 0:
+            loss.item()
+        if step % eval_every == 0 or step == steps - 1:
+            model.eval()
+            with torch.no_grad():
+                total, correct = 0.0, 0
+                for w in val_windows:
+                    val_loss, logits = lm_loss(w, reduction="sum")
+                    total += val_loss.item()
+                    correct += (logits.argmax(-1) == w[:, 1:]).sum().item()
+            model.train()
+    return steps / (time.perf_counter() - t0)
 
 
 def process_start_time() -> float:
