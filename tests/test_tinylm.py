@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 
 from lrexp.errors import ConfigError
 from lrexp.record import read_metrics
 from lrexp.tasks.tinylm import TinyLMTask, stdlib_sources
-from tests.helpers import compose_config, run_cli, train_in_process
+from tests.helpers import compose_config, run_cli, table_without_time, train_in_process
 
 # Small enough that a step takes milliseconds on one CPU core, big enough to learn something.
 SMALL = ["task=tinylm", "task.n_embd=64", "task.n_head=2", "task.n_layer=2", "task.context=64",
@@ -183,6 +184,35 @@ def test_the_task_file_sets_its_run_length_and_the_command_line_wins():
     assert compose_config("task=tinylm", "run.steps=77")[0].run.steps == 77
     assert compose_config("task=tinylm", "scheduler=poly_warmup")[0].scheduler.num_training_steps == cfg.run.steps
     assert compose_config()[0].run.steps == 3000  # digits keeps the primary config's length
+
+
+@pytest.mark.parametrize("override", ["task.context=long", "task.n_embd=1.5", "task.nonsense=1"])
+def test_the_schema_rejects_wrong_types_and_unknown_keys(override):
+    with pytest.raises(ConfigCompositionException):
+        compose_config("task=tinylm", override)
+
+
+class CrashOnce(TinyLMTask):
+    """tinylm whose run dies at step 9 while armed: a crash after the step-6 checkpoint."""
+
+    armed = False
+
+    def train_batch(self, step):
+        if CrashOnce.armed and step == 9:
+            CrashOnce.armed = False
+            raise RuntimeError("simulated crash")
+        return super().train_batch(step)
+
+
+def test_resuming_after_a_crash_reproduces_the_uninterrupted_run(tmp_path):
+    run = [*SMALL, "task._target_=tests.test_tinylm.CrashOnce", "run.steps=12", "run.log_every=1",
+           "run.eval_every=4", "run.checkpoint_every=6"]
+    train_in_process(tmp_path / "whole", *run)
+    CrashOnce.armed = True
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_in_process(tmp_path / "crashed", *run)
+    train_in_process(tmp_path / "crashed", *run, "run.resume=true")
+    assert table_without_time(read_metrics(tmp_path / "crashed")) == table_without_time(read_metrics(tmp_path / "whole"))
 
 
 def test_a_digits_run_never_imports_transformers(tmp_path):
