@@ -17,6 +17,7 @@ Sections:
   several, the training thread count; the best round is the machine's peak). MFU = the median training
   tokens/s x 6 x parameters / that peak; validation passes are in the loop's time, so MFU errs low.
 - memory: peak RSS (ru_maxrss) of a `python -m lrexp` digits run and a tinylm run, each its own process.
+- sweep: wall time of the 15-job digits sweep (+sweep=article) under the basic and the joblib launcher.
 """
 
 from __future__ import annotations
@@ -44,23 +45,6 @@ def median(xs: List[float]) -> float:
     return statistics.median(xs)
 
 
-def lrexp_loop(steps: int, fused: bool = True, threads: int = 0) -> float:
-    """lrexp's own loop in this process (plots off, no progress bar): steps per second."""
-    from hydra import compose, initialize_config_module
-    from omegaconf import open_dict
-
-    import lrexp.config  # noqa: F401
-    from lrexp.train import train
-
-    with initialize_config_module("lrexp.conf", version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[f"run.steps={steps}", "run.progress=false", f"optimizer.fused={fused}", "scheduler.T_max=" + str(steps // 3)],
-        )
-    with tempfile.TemporaryDirectory() as d:
-        return train(cfg, Path(d), threads=threads)["steps_per_s"]
-
-
 def compose_lrexp(*overrides: str):
     from hydra import compose as hydra_compose, initialize_config_module
 
@@ -76,6 +60,11 @@ def train_summary(cfg) -> Dict:
 
     with tempfile.TemporaryDirectory() as d:
         return train(cfg, Path(d))
+
+
+def lrexp_loop(steps: int, fused: bool = True) -> float:
+    """lrexp's digits loop in this process (plots off, no progress bar): steps per second."""
+    return train_summary(compose_lrexp(f"run.steps={steps}", f"optimizer.fused={fused}", f"scheduler.T_max={steps // 3}"))["steps_per_s"]
 
 
 def interleaved(contenders: Dict[str, Callable[[], float]], rounds: int) -> Dict[str, List[float]]:
@@ -234,11 +223,30 @@ def bench_memory(digits_steps: int, tinylm_steps: int) -> Dict[str, float]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_sweep(steps: int) -> Dict[str, float]:
+    """Wall time of the 15-job digits sweep (the article's 5 schedules x 3 seeds), basic vs joblib launcher.
+
+    Whole `python -m lrexp -m` commands, plots and the report included: what a user waits for. joblib
+    runs one job per core with one torch thread each (lrexp.app.job_threads).
+    """
+    work = Path(tempfile.mkdtemp(prefix="lrexp-bench-"))
+    sweep = [sys.executable, "-m", "lrexp", "-m", "+sweep=article", f"run.steps={steps}", "run.progress=false"]
+    try:
+        basic = timed_process([*sweep, f"hydra.sweep.dir={work / 'basic'}"], work)
+        joblib = timed_process([*sweep, "hydra/launcher=joblib", f"hydra.sweep.dir={work / 'joblib'}"], work)
+        jobs = sum(1 for p in (work / "joblib").iterdir() if p.name.isdigit())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"sweep_jobs": jobs, "sweep_steps_per_job": steps, "sweep_basic_s": basic, "sweep_joblib_s": joblib,
+            "sweep_joblib_speedup": basic / joblib}
+
+
 SECTIONS = {
     "throughput": lambda q: bench_throughput(steps=600 if q else 3000, rounds=2 if q else 5),
     "startup": lambda q: bench_startup(rounds=1 if q else 3),
     "tinylm": lambda q: bench_tinylm(steps=10 if q else 40, rounds=1 if q else 7),
     "memory": lambda q: bench_memory(digits_steps=50 if q else 1000, tinylm_steps=3 if q else 50),
+    "sweep": lambda q: bench_sweep(steps=150 if q else 3000),
 }
 
 TARGETS = {
@@ -248,6 +256,7 @@ TARGETS = {
     "tinylm_ratio_vs_plain": (">=", 0.97),
     "tinylm_mfu": (">=", 0.35),
     "digits_peak_rss_mb": ("<=", 500.0),
+    "sweep_joblib_speedup": (">=", 1.3),
 }
 
 
