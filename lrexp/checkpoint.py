@@ -85,7 +85,12 @@ def open_run_dir(run_dir: Path, cfg: DictConfig, hydra_dir: Optional[Path]) -> O
     the files saved in the checkpoint, so that the refused command changes nothing on disk.
     """
     path = run_dir / CHECKPOINT_FILE
-    ckpt = load(path) if path.exists() else None
+    ckpt, unreadable = None, None
+    if path.exists():
+        try:
+            ckpt = load(path)
+        except Exception as e:  # noqa: BLE001 - truncated by hand, another tool's file, ...: say which
+            unreadable = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     try:
         if not cfg.run.resume:
             if holds_run(run_dir):
@@ -93,6 +98,8 @@ def open_run_dir(run_dir: Path, cfg: DictConfig, hydra_dir: Optional[Path]) -> O
                     "run.resume", False, f"{run_dir} already holds a run: pass run.resume=true to continue it, or choose another directory"
                 )
             return None
+        if unreadable:
+            raise ConfigError("run.resume", True, f"{path} cannot be read ({unreadable}); resume from another directory or start a new run")
         if ckpt is None:
             return None  # nothing to resume yet (killed before its first checkpoint): start over
         before, now = ckpt["fingerprint"], fingerprint(cfg)

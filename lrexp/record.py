@@ -63,6 +63,12 @@ class MetricsWriter:
     def close(self) -> None:
         self._file.close()
 
+    def __enter__(self) -> "MetricsWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 def write_json(path: Path, obj: Any) -> None:
     """Atomically: a reader never sees half a file."""

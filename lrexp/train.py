@@ -139,7 +139,7 @@ def train(
     stop = StopRequest()
     bar = tqdm(total=steps, initial=step, disable=None if run.progress else True, unit="step", dynamic_ncols=True)
     t_start = time.perf_counter() - elapsed
-    with stop, bar, logging_redirect_tqdm():
+    with metrics, stop, bar, logging_redirect_tqdm():
         model.train()
         while step < steps:
             last = step == steps - 1
@@ -193,7 +193,6 @@ def train(
                 break
             if step % checkpoint_every == 0 or step == steps:
                 save_checkpoint()
-    metrics.close()
 
     # --- the record --------------------------------------------------------------------------------
     if status == "interrupted":

@@ -4,6 +4,7 @@ kill -9 or a preemption signal, and no lost metrics. Every case runs the real CL
 from __future__ import annotations
 
 import hashlib
+import shutil
 import os
 import random
 import signal
@@ -241,3 +242,17 @@ def test_a_signal_is_handed_over_to_the_handler_that_was_there_before(tmp_path):
     assert signal.getsignal(signal.SIGUSR2) is previous  # lrexp put the handlers back
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert 0 < ckpt["step"] < 100000 and read_summary(tmp_path)["status"] == "interrupted"
+
+
+def test_an_unreadable_checkpoint_is_a_clear_error_that_changes_nothing(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    before = digests(run_dir)
+    for extra in ([], ["run.resume=true"]):
+        out = run_cli([*RESUMABLE, f"hydra.run.dir={run_dir}", *extra], cwd=tmp_path)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.startswith("lrexp: error: run.resume=")
+    assert "cannot be read" in out.stderr
+    after = digests(run_dir)
+    assert {k: v for k, v in after.items() if not k.endswith(".yaml")} == {k: v for k, v in before.items() if not k.endswith(".yaml")}
