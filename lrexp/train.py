@@ -12,7 +12,6 @@ import math
 import os
 import random
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -90,6 +89,7 @@ def train(
         "lr_markers": lr_markers(OmegaConf.to_container(cfg.scheduler, resolve=True), run.steps),
         "device": str(device),
         "precision": precision.value,
+        "compiled": forward is not model,
         "threads": torch.get_num_threads(),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
@@ -265,7 +265,9 @@ def compile_or_warn(model: torch.nn.Module, task: Any, device: torch.device, pre
             task.loss(compiled, x, y).backward()
         return compiled
     except Exception as e:  # noqa: BLE001 - any compiler failure means: train eagerly
-        warnings.warn(f"run.compile=true: torch.compile failed ({type(e).__name__}: {e}); training eagerly")
+        # Inductor's messages run to several paragraphs; the first line names the cause.
+        cause = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        log.warning("run.compile=true: torch.compile failed (%s); training eagerly", cause)
         return model
     finally:
         model.zero_grad(set_to_none=True)
