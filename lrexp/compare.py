@@ -66,11 +66,12 @@ class Cell:
         return sum(r.status == status for r in self.runs)
 
     def stat(self, metric: str) -> Tuple[Optional[float], Optional[float]]:
-        """Mean and sample std (0 for one run) of a summary metric over the completed runs."""
+        """Mean and sample std of a summary metric over the completed runs; the std is None for one run
+        (one run has no spread, and a 0 would claim it has)."""
         values = [r.summary[metric] for r in self.completed() if _finite(r.summary.get(metric))]
         if not values:
             return None, None
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
     def label(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.keys.items())
@@ -84,6 +85,7 @@ class Comparison:
     cells: List[Cell]
     best: Dict[str, Cell]  # group -> its best cell, in rank order
     table: List[Dict[str, Any]]  # one row per group, in rank order
+    extra_metrics: List[str]  # validation metrics a task adds to val_loss and val_acc (tinylm: val_bpb)
 
     @property
     def groups(self) -> List[str]:
@@ -148,8 +150,15 @@ def compare(runs: Sequence[Run], group_key: Optional[str] = None) -> Comparison:
         if current is None or _cell_order(cell) < _cell_order(current):
             best[cell.group] = cell
     ranked = sorted(best.values(), key=_cell_order)
-    table = [_table_row(rank, cell, group_key) for rank, cell in enumerate(ranked, 1)]
-    return Comparison(list(runs), group_key, varying, list(cells.values()), {c.group: c for c in ranked}, table)
+    extra = extra_metrics(runs)
+    table = [_table_row(rank, cell, group_key, extra) for rank, cell in enumerate(ranked, 1)]
+    return Comparison(list(runs), group_key, varying, list(cells.values()), {c.group: c for c in ranked}, table, extra)
+
+
+def extra_metrics(runs: Sequence[Run]) -> List[str]:
+    """The validation metrics beyond val_loss and val_acc that the runs record (summary.json's ``metrics``)."""
+    names = dict.fromkeys(m for r in runs for m in (r.summary.get("metrics") or []))
+    return [m for m in names if m not in ("val_loss", "val_acc")]
 
 
 def _cell_order(cell: Cell) -> Tuple:
@@ -158,11 +167,14 @@ def _cell_order(cell: Cell) -> Tuple:
     return (cell.count("completed") < len(cell.runs), mean is None, mean if mean is not None else math.inf)
 
 
-def _table_row(rank: int, cell: Cell, group_key: str) -> Dict[str, Any]:
+def _table_row(rank: int, cell: Cell, group_key: str, extra: Sequence[str]) -> Dict[str, Any]:
     loss, loss_std = cell.stat(PRIMARY_METRIC)
     acc, acc_std = cell.stat("final_val_acc")
     best_losses = [r.summary["best_val_loss"] for r in cell.completed() if _finite(r.summary.get("best_val_loss"))]
     stalled = [r.summary.get("lr_stalled_fraction") or 0.0 for r in cell.runs]
+    extra_stats = {}
+    for metric in extra:
+        extra_stats[f"final_{metric}_mean"], extra_stats[f"final_{metric}_std"] = cell.stat(f"final_{metric}")
     return {
         "rank": rank if loss is not None else None,
         group_key: cell.group,
@@ -175,6 +187,7 @@ def _table_row(rank: int, cell: Cell, group_key: str) -> Dict[str, Any]:
         "final_val_loss_std": loss_std,
         "final_val_acc_mean": acc,
         "final_val_acc_std": acc_std,
+        **extra_stats,
         "best_val_loss": min(best_losses) if best_losses else None,
         "lr_stalled_fraction": max(stalled) if stalled else 0.0,
     }
@@ -189,22 +202,24 @@ def fmt(mean: Optional[float], std: Optional[float] = None, digits: int = 4) -> 
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-def table_header(group_key: str) -> List[str]:
-    return ["rank", group_key, "setting", "runs", "final val loss", "final val acc", "best val loss", "diverged", "failed"]
+def table_header(comparison: "Comparison") -> List[str]:
+    extra = [f"final {m.replace('_', ' ')}" for m in comparison.extra_metrics]
+    return ["rank", comparison.group_key, "setting", "runs", "final val loss", "final val acc", *extra, "best val loss", "diverged", "failed"]
 
 
-def table_cells(row: Dict[str, Any], group_key: str) -> List[str]:
+def table_cells(row: Dict[str, Any], comparison: "Comparison") -> List[str]:
+    extra = [fmt(row[f"final_{m}_mean"], row[f"final_{m}_std"]) for m in comparison.extra_metrics]
     return [
-        str(row["rank"] or "-"), str(row[group_key]), row["settings"] or "-", str(row["runs"]),
+        str(row["rank"] or "-"), str(row[comparison.group_key]), row["settings"] or "-", str(row["runs"]),
         fmt(row["final_val_loss_mean"], row["final_val_loss_std"]), fmt(row["final_val_acc_mean"], row["final_val_acc_std"]),
-        fmt(row["best_val_loss"]), str(row["diverged"]), str(row["failed"]),
+        *extra, fmt(row["best_val_loss"]), str(row["diverged"]), str(row["failed"]),
     ]
 
 
 def markdown_table(comparison: "Comparison") -> str:
-    head = table_header(comparison.group_key)
+    head = table_header(comparison)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(table_cells(r, comparison.group_key)) + " |" for r in comparison.table]
+    lines += ["| " + " | ".join(table_cells(r, comparison)) + " |" for r in comparison.table]
     return "\n".join(lines)
 
 
@@ -223,12 +238,16 @@ def headline(comparison: "Comparison") -> str:
         second = ranked[1]
         gap = second["final_val_loss_mean"] - win["final_val_loss_mean"]
         rel = gap / second["final_val_loss_mean"] if second["final_val_loss_mean"] else float("nan")
-        spread = max(win["final_val_loss_std"] or 0.0, second["final_val_loss_std"] or 0.0)
-        verdict = (
-            "larger than the seed-to-seed spread" if gap > 2 * spread else
-            "within the seed-to-seed spread: not a clear win" if gap <= spread else "comparable to the seed-to-seed spread"
-        )
-        text += f"; {100 * rel:.1f}% below the runner-up, {second[key]} ({fmt(second['final_val_loss_mean'], second['final_val_loss_std'])}), a gap {verdict}"
+        text += f"; {100 * rel:.1f}% below the runner-up, {second[key]} ({fmt(second['final_val_loss_mean'], second['final_val_loss_std'])})"
+        stds = [win["final_val_loss_std"], second["final_val_loss_std"]]
+        if None in stds:  # a single run has no spread to weigh the gap against
+            text += "; from a single run, so there is no seed spread to weigh the gap against (sweep seed=0,1,2)"
+        else:
+            spread = max(stds)
+            text += ", a gap " + (
+                "larger than the seed-to-seed spread" if gap > 2 * spread else
+                "within the seed-to-seed spread: not a clear win" if gap <= spread else "comparable to the seed-to-seed spread"
+            )
     return text + "."
 
 

@@ -25,6 +25,7 @@ from lrexp.compare import Band, Cell, Comparison, band, compare, find_runs, fmt,
 from lrexp.plots import draw_lr
 
 FIG_DIR = "report"
+METRIC_LABELS = {"val_bpb": "validation bits per byte"}  # task metrics beyond loss and accuracy
 
 
 def build_report(
@@ -43,7 +44,7 @@ def build_report(
     title = title or f"lrexp: {comparison.group_key} comparison ({len(comparison.runs)} runs)"
     write_csv(out / "summary.csv", comparison.table)
     if len(comparison.cells) > len(comparison.best):
-        write_csv(out / "cells.csv", [cell_row(c, comparison.group_key) for c in comparison.cells])
+        write_csv(out / "cells.csv", [cell_row(c, comparison) for c in comparison.cells])
     (out / "report.md").write_text(render_markdown(comparison, figures, title, out))
     (out / "report.html").write_text(render_html(comparison, figures, title, spread, smoothing, out))
     return out / "report.html"
@@ -72,6 +73,7 @@ def draw_figures(comparison: Comparison, fig_dir: Path, smoothing: float, spread
     figs["lr"] = fig
 
     metrics = [("train_loss", "training loss", True), ("val_loss", "validation loss", True), ("val_acc", "validation accuracy", False)]
+    metrics += [(m, METRIC_LABELS.get(m, m), "acc" not in m) for m in comparison.extra_metrics]
     for metric, label, log in metrics:
         bands = {g: band(cell.runs, metric, spread, smoothing if metric == "train_loss" else 0.0) for g, cell in comparison.best.items()}
         if any(b.steps for b in bands.values()):
@@ -152,7 +154,7 @@ def sensitivity_figure(comparison: Comparison, color: Dict[str, str]) -> Figure:
             if mean is None:
                 bad.append(lr)
             else:
-                xs.append(lr), ys.append(mean), es.append(std)
+                xs.append(lr), ys.append(mean), es.append(std or 0.0)
         ax.errorbar(xs, ys, yerr=es, color=color[g], marker="o", capsize=3, label=g)
         if bad:
             top = max(ys) if ys else 1.0
@@ -169,12 +171,12 @@ def sensitivity_figure(comparison: Comparison, color: Dict[str, str]) -> Figure:
 # --- tables and text -------------------------------------------------------------------------------
 
 
-def cell_row(cell: Cell, group_key: str) -> Dict[str, Any]:
-    loss, loss_std = cell.stat("final_val_loss")
-    acc, acc_std = cell.stat("final_val_acc")
-    return {group_key: cell.group, **cell.keys, "runs": len(cell.runs), "completed": cell.count("completed"),
-            "diverged": cell.count("diverged"), "final_val_loss_mean": loss, "final_val_loss_std": loss_std,
-            "final_val_acc_mean": acc, "final_val_acc_std": acc_std}
+def cell_row(cell: Cell, comparison: Comparison) -> Dict[str, Any]:
+    row = {comparison.group_key: cell.group, **cell.keys, "runs": len(cell.runs), "completed": cell.count("completed"),
+           "diverged": cell.count("diverged")}
+    for metric in ("val_loss", "val_acc", *comparison.extra_metrics):
+        row[f"final_{metric}_mean"], row[f"final_{metric}_std"] = cell.stat(f"final_{metric}")
+    return row
 
 
 def write_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
@@ -234,9 +236,9 @@ img { max-width: 100%; height: auto; display: block; margin: 0.8em 0 1.6em; }
 def render_html(comparison: Comparison, figures: Dict[str, Path], title: str, spread: str, smoothing: float, base: Path) -> str:
     esc = html.escape
     key = comparison.group_key
-    head = table_header(key)
+    head = table_header(comparison)
     rows = "".join(
-        f"<tr{' class=winner' if r['rank'] == 1 else ''}>" + "".join(f"<td>{esc(c)}</td>" for c in table_cells(r, key)) + "</tr>"
+        f"<tr{' class=winner' if r['rank'] == 1 else ''}>" + "".join(f"<td>{esc(c)}</td>" for c in table_cells(r, comparison)) + "</tr>"
         for r in comparison.table
     )
     images = "".join(

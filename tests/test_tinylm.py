@@ -224,3 +224,25 @@ def test_a_digits_run_never_imports_transformers(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_report_tabulates_and_plots_bits_per_byte_and_does_not_invent_a_spread(tmp_path):
+    """One run per schedule: the table adds the task's val_bpb; with no seeds to compare there is no ± and no verdict."""
+    import csv
+
+    from lrexp.report import build_report
+
+    for sched in ("cosine_warmup", "exp"):
+        train_in_process(tmp_path / "runs" / sched, *SMALL, "run.steps=12", "run.eval_every=6", f"scheduler={sched}")
+    build_report([tmp_path / "runs"], tmp_path / "report")
+    with open(tmp_path / "report" / "summary.csv", newline="") as f:
+        table = {r["scheduler"]: r for r in csv.DictReader(f)}
+    assert set(table) == {"cosine_warmup", "exp"}
+    for sched, row in table.items():
+        bpb = [r["val_bpb"] for r in read_metrics(tmp_path / "runs" / sched) if r["val_bpb"] is not None][-1]
+        assert float(row["final_val_bpb_mean"]) == bpb
+        assert row["final_val_bpb_std"] == row["final_val_loss_std"] == ""  # one run has no spread
+    assert (tmp_path / "report" / "report" / "val_bpb.png").stat().st_size > 5000
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| final val bpb |" in md and "±" not in md.split("\n\n")[1]  # the verdict line
+    assert "no seed spread to weigh the gap against" in md
