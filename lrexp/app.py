@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import lrexp.config  # noqa: F401 - registers the schemas and ${steps:...} before Hydra composes
-from lrexp.errors import ConfigError
+from lrexp.errors import ConfigError, SecretInConfig
 from lrexp.record import ERROR_FILE, SUMMARY_FILE, holds_run, write_json
 
 log = logging.getLogger("lrexp")
@@ -37,6 +37,7 @@ def main(cfg: DictConfig) -> Optional[float]:
     multirun = hc.mode == RunMode.MULTIRUN
     names = {g: hc.runtime.choices.get(g) for g in ("task", "optimizer", "scheduler")}
     held_a_run = holds_run(run_dir)
+    hydra_dir = run_dir / hc.output_subdir if hc.output_subdir else None
     loggers: List[Any] = []
     try:
         from lrexp.validate import validate
@@ -51,12 +52,14 @@ def main(cfg: DictConfig) -> Optional[float]:
             run_dir,
             names=names,
             loggers=loggers,
-            hydra_dir=run_dir / hc.output_subdir if hc.output_subdir else None,
+            hydra_dir=hydra_dir,
             threads=job_threads(cfg, hc),
         )
         # The value sweepers minimise (hydra-optuna-sweeper, for one).
         return summary.get("final_val_loss")
     except ConfigError as e:
+        if isinstance(e, SecretInConfig) and hydra_dir is not None:
+            scrub(hydra_dir, e.secret)
         abort(loggers, str(e))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -79,6 +82,14 @@ def main(cfg: DictConfig) -> Optional[float]:
 def abort(loggers: List[Any], error: str) -> None:
     for logger in loggers:
         logger.abort(error)
+
+
+def scrub(hydra_dir: Path, secret: str) -> None:
+    """Replace a refused secret in the config files Hydra saved for this job (a ``+key=SECRET`` override)."""
+    for path in hydra_dir.glob("*.yaml"):
+        text = path.read_text()
+        if secret and secret in text:
+            path.write_text(text.replace(secret, "***"))
 
 
 def record_failure(run_dir: Path, cfg: DictConfig, names: Dict[str, Any], error: str, trace: str = "") -> None:

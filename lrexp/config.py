@@ -130,6 +130,36 @@ class SGDConfig:
     fused: Optional[bool] = True
 
 
+# --- loggers -------------------------------------------------------------------------------------
+
+
+@dataclass
+class LocalLoggerConfig:
+    plots: bool = True
+    dpi: int = 110
+
+
+class WandbMode(enum.Enum):
+    auto = "auto"  # online when an API key is configured, else offline; WANDB_MODE, if set, decides
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+@dataclass
+class WandbLoggerConfig:
+    """logger.wandb. No API key field on purpose: the key never goes in a config, so one is refused."""
+
+    project: str = "lrexp"
+    entity: Optional[str] = None
+    mode: WandbMode = WandbMode.auto
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+    init_timeout: float = 30.0
+    finish_timeout: float = 30.0
+    log_plots: bool = True
+
+
 def steps_fraction(fraction: Any, *, _root_: Any) -> int:
     """``${steps:1/3}`` = round(1/3 x run.steps): schedule lengths that keep their shape at any run length.
 
@@ -156,6 +186,8 @@ def register() -> None:
         ("schema/optimizer", "adamw", AdamWConfig),
         ("schema/optimizer", "adam", AdamConfig),
         ("schema/optimizer", "sgd", SGDConfig),
+        ("schema/logger", "local", LocalLoggerConfig),
+        ("schema/logger", "wandb", WandbLoggerConfig),
     ]:
         cs.store(group=group, name=name, node=node)
 

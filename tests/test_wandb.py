@@ -226,14 +226,38 @@ def test_wandb_is_imported_only_where_used(tmp_path):
 
 @pytest.mark.parametrize(
     "node, key",
-    [({"mode": "sometimes"}, "logger.wandb.mode"), ({"init_timeout": 0}, "logger.wandb.init_timeout"), ({"api_key": FAKE_KEY}, "logger.wandb.api_key"), ({"projekt": "x"}, "logger.wandb.projekt")],
+    [({"mode": "sometimes"}, "logger.wandb.mode"), ({"init_timeout": 0}, "logger.wandb.init_timeout"),
+     ({"init_timeout": "fast"}, "logger.wandb.init_timeout"), ({"api_key": FAKE_KEY}, "logger.wandb.api_key"),
+     ({"projekt": "x"}, "logger.wandb.projekt")],
 )
 def test_bad_wandb_options_are_config_errors(node, key):
-    from lrexp.loggers.wandb import WandbOptions
+    """A node that did not come through compose (or was extended with +key=...): checked against the same schema."""
+    from lrexp.loggers.wandb import wandb_options
 
     with pytest.raises(ConfigError) as e:
-        WandbOptions.from_node(node)
+        wandb_options(node)
     assert e.value.key == key and FAKE_KEY not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("logger.wandb.mode=sometimes", "logger.wandb.mode"), ("logger.wandb.init_timeout=fast", "logger.wandb.init_timeout"),
+     ("logger.wandb.projekt=x", "logger.wandb.projekt"), ("logger.local.dpi=high", "logger.local.dpi")],
+)
+def test_the_logger_schemas_reject_wrong_types_and_unknown_keys_at_compose_time(override, key):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_config("logger=wandb", override)
+    assert key in str(e.value.__cause__ or e.value)
+
+
+def test_an_api_key_added_with_plus_is_refused_without_being_echoed(tmp_path):
+    out = run_cli(["logger=wandb", f"+logger.wandb.api_key={FAKE_KEY}", "run.steps=2"], cwd=tmp_path, **isolated_env(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("lrexp: error: logger.wandb.api_key='***'")
+    assert FAKE_KEY not in out.stdout + out.stderr
+    assert not any(FAKE_KEY in p.read_text(errors="ignore") for p in tmp_path.rglob("*") if p.is_file())
 
 
 # --- the W&B report ------------------------------------------------------------------------------------

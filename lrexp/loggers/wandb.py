@@ -20,17 +20,19 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
-from lrexp.errors import ConfigError
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lrexp.config import WandbLoggerConfig
+from lrexp.errors import ConfigError, SecretInConfig
 from lrexp.loggers import Logger
 from lrexp.record import PLOTS_DIR, SUMMARY_FILE, Row, read_summary
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "online", "offline", "disabled")
 # The x-axis of every metric: the optimizer step, as in metrics.csv (W&B's own _step counts log calls,
 # and a resumed run re-logs steps after its last checkpoint, which _step would drop).
 STEP_METRIC = "step"
@@ -45,43 +47,31 @@ ENV_MODES = {"online": "online", "offline": "offline", "dryrun": "offline", "dis
 _online_failed: Optional[str] = None
 
 
-@dataclass
-class WandbOptions:
-    """logger.wandb, checked: conf/logger/wandb.yaml documents each key."""
+def wandb_options(node: Mapping[str, Any]) -> WandbLoggerConfig:
+    """logger.wandb checked against its schema (lrexp.config.WandbLoggerConfig; conf/logger/wandb.yaml
+    documents each key), for nodes that did not come through Hydra's compose or were extended with ``+``.
 
-    project: str = "lrexp"
-    entity: Optional[str] = None
-    mode: str = "auto"
-    group: Optional[str] = None
-    tags: List[str] = field(default_factory=list)
-    init_timeout: float = 30.0
-    finish_timeout: float = 30.0
-    log_plots: bool = True
-
-    @classmethod
-    def from_node(cls, node: Mapping[str, Any]) -> "WandbOptions":
-        values = dict(node)
-        if "api_key" in values or "key" in values:
-            raise ConfigError(
-                "logger.wandb.api_key", "***", "the API key never goes in a config: set WANDB_API_KEY or run `wandb login`"
-            )
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"logger.wandb.{unknown[0]}", values[unknown[0]], f"unknown key; known: {', '.join(cls.__dataclass_fields__)}")
-        options = cls(**values)
-        options.tags = [str(t) for t in (options.tags or [])]
-        if options.mode not in MODES:
-            raise ConfigError("logger.wandb.mode", options.mode, f"expected one of {' | '.join(MODES)}")
-        for key in ("init_timeout", "finish_timeout"):
-            value = getattr(options, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ConfigError(f"logger.wandb.{key}", value, "must be a number of seconds > 0")
-        return options
+    An API key is refused before OmegaConf sees it, so that no error message can echo it.
+    """
+    values = OmegaConf.to_container(node) if OmegaConf.is_config(node) else dict(node)
+    for key in ("api_key", "key"):
+        if key in values:
+            raise SecretInConfig(f"logger.wandb.{key}", str(values[key]), "the API key never goes in a config: set WANDB_API_KEY or run `wandb login`")
+    try:
+        options = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(WandbLoggerConfig), values))
+    except OmegaConfBaseException as e:
+        key = str(e.full_key or "").split(".")[0]
+        allowed = e.msg.splitlines()[0] if e.msg else type(e).__name__
+        raise ConfigError(f"logger.wandb.{key}", values.get(key), allowed) from None
+    for key in ("init_timeout", "finish_timeout"):
+        if not getattr(options, key) > 0:
+            raise ConfigError(f"logger.wandb.{key}", getattr(options, key), "must be a number of seconds > 0")
+    return options
 
 
 class WandbLogger(Logger):
     def __init__(self, node: Mapping[str, Any], run_info: Mapping[str, Any]) -> None:
-        self.options = WandbOptions.from_node(node)  # a bad value fails before training, as one line
+        self.options = wandb_options(node)  # a bad value fails before training, as one line
         self.info = run_info
         self.run_dir = Path(run_info["run_dir"])
         self.run: Any = None
@@ -161,7 +151,7 @@ class WandbLogger(Logger):
 
     def _requested_mode(self) -> Tuple[str, str]:
         """The mode to start in and why; ``auto`` resolves to online only once credentials are known."""
-        mode = self.options.mode
+        mode = self.options.mode.value
         if mode == "auto":
             env = os.environ.get("WANDB_MODE", "").strip().lower()
             if env in ENV_MODES:
