@@ -29,6 +29,7 @@ SEED_KEY = "seed"
 # Keys that never define what a run *is*; they vary without making runs different experiments.
 NEUTRAL_KEYS = ("run.progress", "run.threads", "run.resume", "run.checkpoint_every", "logger")
 PRIMARY_METRIC = "final_val_loss"
+BASE_VAL_METRICS = ("val_loss", "val_acc")  # every task reports these
 
 
 @dataclass
@@ -155,10 +156,15 @@ def compare(runs: Sequence[Run], group_key: Optional[str] = None) -> Comparison:
     return Comparison(list(runs), group_key, varying, list(cells.values()), {c.group: c for c in ranked}, table, extra)
 
 
-def extra_metrics(runs: Sequence[Run]) -> List[str]:
-    """The validation metrics beyond val_loss and val_acc that the runs record (summary.json's ``metrics``)."""
+def val_metrics(runs: Sequence[Run]) -> List[str]:
+    """The validation metrics the runs record (summary.json's ``metrics``), in their order."""
     names = dict.fromkeys(m for r in runs for m in (r.summary.get("metrics") or []))
-    return [m for m in names if m not in ("val_loss", "val_acc")]
+    return list(names) or list(BASE_VAL_METRICS)
+
+
+def extra_metrics(runs: Sequence[Run]) -> List[str]:
+    """The validation metrics a task adds to val_loss and val_acc (tinylm's val_bpb)."""
+    return [m for m in val_metrics(runs) if m not in BASE_VAL_METRICS]
 
 
 def _cell_order(cell: Cell) -> Tuple:

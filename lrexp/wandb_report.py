@@ -25,14 +25,13 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from lrexp.compare import PRIMARY_METRIC, Comparison, Run, compare, find_runs, headline, markdown_table
+from lrexp.compare import BASE_VAL_METRICS, PRIMARY_METRIC, Comparison, Run, compare, find_runs, headline, markdown_table, val_metrics
 from lrexp.loggers.wandb import STEP_METRIC  # the x-axis the W&B logger defines for every metric
 
 DEFAULT_PROJECT = "lrexp"
 SPEC_FILE = "wandb-report.json"
 # Option names: the W&B run config holds them under "choices" (the composed config holds only contents).
 CHOICE_KEYS = ("scheduler", "optimizer", "task")
-DEFAULT_VAL_METRICS = ["val_loss", "val_acc"]
 SPREAD = "minmax"  # the band around each group's mean, as in the local report's default
 
 
@@ -126,7 +125,7 @@ def build_report(
     project: str,
     group: Optional[str],
     runsets_online: bool,
-    val_metrics: Sequence[str] = DEFAULT_VAL_METRICS,
+    val_metrics: Sequence[str] = BASE_VAL_METRICS,
 ) -> Any:
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
@@ -241,12 +240,6 @@ def recorded_wandb(runs: Sequence[Run]) -> Dict[str, Any]:
         if len(values) == 1:
             out[field] = values.pop()
     return out
-
-
-def val_metrics(runs: Sequence[Run]) -> List[str]:
-    """The validation metrics the runs logged (summary.json's ``metrics``), in their order."""
-    names = dict.fromkeys(m for r in runs for m in (r.summary.get("metrics") or []))
-    return list(names) or list(DEFAULT_VAL_METRICS)
 
 
 def latest_sweep(cwd: Path) -> List[Path]:
