@@ -167,7 +167,8 @@ def train(
                 n_summed = 0
                 if evaluate:
                     model.eval()
-                    values = task.evaluate(forward)
+                    with autocast(device, precision):  # validation at the training precision
+                        values = task.evaluate(forward)
                     model.train()
                     row.update(zip(values, torch.stack(list(values.values())).tolist()))
                     if metric_driven:
