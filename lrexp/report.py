@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from lrexp.compare import Band, Cell, Comparison, band, compare, find_runs, fmt, headline, markdown_table, table_cells, table_header
 from lrexp.plots import draw_lr
+from lrexp.record import STALL_NOTABLE, STALL_RATIO
 
 FIG_DIR = "report"
 METRIC_LABELS = {"val_bpb": "validation bits per byte"}  # task metrics beyond loss and accuracy
@@ -203,8 +204,8 @@ def notes(comparison: Comparison, base: Path) -> List[str]:
             out.append(f"{shown(run.dir, base)}: {run.status}" + (f" ({run.summary['error']})" if run.summary.get("error") else ""))
     for g, cell in comparison.best.items():
         frac = max((r.summary.get("lr_stalled_fraction") or 0.0) for r in cell.runs)
-        if frac > 0.1:
-            out.append(f"{g}: the LR stays below 1e-3 x its peak for {100 * frac:.0f}% of the run: training effectively stopped early")
+        if frac > STALL_NOTABLE:
+            out.append(f"{g}: the LR stays below {STALL_RATIO:g} x its peak for {100 * frac:.0f}% of the run: training effectively stopped early")
     return out
 
 
