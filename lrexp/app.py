@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -21,24 +21,25 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import lrexp.config  # noqa: F401 - registers the schemas and ${steps:...} before Hydra composes
-from lrexp.errors import ConfigError, SecretInConfig
-from lrexp.record import ERROR_FILE, SUMMARY_FILE, holds_run, write_json
+from lrexp.errors import ConfigError, SecretInConfig, describe
+from lrexp.loggers import Logger, RunInfo
+from lrexp.record import ERROR_FILE, Status, Summary, holds_run, is_neutral, write_summary
 
 log = logging.getLogger("lrexp")
 
-# Overrides that say nothing about what a run *is*: left out of run names.
-_NOT_IN_NAMES = ("scheduler", "seed", "logger", "run.progress", "run.resume", "run.threads", "hydra.")
+# The config groups a run is named and grouped by (their option names, not their contents).
+CHOICE_GROUPS = ("task", "optimizer", "scheduler")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://lrexp.conf", config_name="config")
-def main(cfg: DictConfig) -> Optional[float]:
+def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    names = {g: hc.runtime.choices.get(g) for g in ("task", "optimizer", "scheduler")}
+    choices = {g: hc.runtime.choices.get(g) for g in CHOICE_GROUPS}
     held_a_run = holds_run(run_dir)
     hydra_dir = run_dir / hc.output_subdir if hc.output_subdir else None
-    loggers: List[Any] = []
+    loggers: list[Logger] = []
     try:
         from lrexp.validate import validate
 
@@ -46,17 +47,10 @@ def main(cfg: DictConfig) -> Optional[float]:
         from lrexp.loggers import build_loggers
         from lrexp.train import train  # torch is imported here, not for --help or --cfg
 
-        loggers = build_loggers(cfg.logger, run_info(cfg, hc, names))
-        summary = train(
-            cfg,
-            run_dir,
-            names=names,
-            loggers=loggers,
-            hydra_dir=hydra_dir,
-            threads=job_threads(cfg, hc),
-        )
-        # The value sweepers minimise (hydra-optuna-sweeper, for one).
-        return summary.get("final_val_loss")
+        loggers = build_loggers(cfg.logger, run_info(cfg, hc, choices))
+        summary = train(cfg, run_dir, choices=choices, loggers=loggers, hydra_dir=hydra_dir, threads=job_threads(cfg, hc))
+        # The value sweepers minimise (hydra-optuna-sweeper, for one): the task's validation loss.
+        return summary.final.get(summary.loss.column("val")) if summary.loss else None
     except ConfigError as e:
         if isinstance(e, SecretInConfig) and hydra_dir is not None:
             scrub(hydra_dir, e.secret)
@@ -65,21 +59,21 @@ def main(cfg: DictConfig) -> Optional[float]:
             raise
         # A refused re-run must not touch the run it refused; anything else records its failure.
         if not held_a_run:
-            record_failure(run_dir, cfg, names, str(e))
+            record_failure(run_dir, cfg, choices, str(e))
         if not multirun:
             print(f"lrexp: error: {e}", file=sys.stderr)
-            raise SystemExit(2)
+            raise SystemExit(2) from None
         log.error("job %s failed: %s", hc.job.num, e)
     except Exception as e:
-        abort(loggers, f"{type(e).__name__}: {e}")
-        record_failure(run_dir, cfg, names, f"{type(e).__name__}: {e}", traceback.format_exc())
+        abort(loggers, describe(e))
+        record_failure(run_dir, cfg, choices, describe(e), traceback.format_exc())
         if not multirun:
             raise
         log.exception("job %s failed; the sweep goes on (traceback in %s)", hc.job.num, run_dir / ERROR_FILE)
     return None
 
 
-def abort(loggers: List[Any], error: str) -> None:
+def abort(loggers: list[Logger], error: str) -> None:
     for logger in loggers:
         logger.abort(error)
 
@@ -92,11 +86,8 @@ def scrub(hydra_dir: Path, secret: str) -> None:
             path.write_text(text.replace(secret, "***"))
 
 
-def record_failure(run_dir: Path, cfg: DictConfig, names: Dict[str, Any], error: str, trace: str = "") -> None:
-    write_json(
-        run_dir / SUMMARY_FILE,
-        {"status": "failed", "error": error, **names, "seed": cfg.get("seed"), "steps": cfg.run.get("steps")},
-    )
+def record_failure(run_dir: Path, cfg: DictConfig, choices: dict[str, Any], error: str, trace: str = "") -> None:
+    write_summary(run_dir, Summary(status=Status.FAILED, error=error, **choices, seed=cfg.get("seed"), steps=cfg.run.get("steps")))
     if trace:
         (run_dir / ERROR_FILE).write_text(trace)
 
@@ -104,8 +95,8 @@ def record_failure(run_dir: Path, cfg: DictConfig, names: Dict[str, Any], error:
 def job_threads(cfg: DictConfig, hc: Any) -> int:
     """Torch threads for this job: run.threads if set; else split the cores between parallel jobs.
 
-    On small models, N single-thread processes side by side beat one N-thread process (measured 1.36x
-    on 2 cores), so the joblib launcher gives each job cores // n_jobs threads. Cluster jobs get the
+    On small models, N single-thread processes side by side beat one N-thread process (README,
+    Performance), so the joblib launcher gives each job cores // n_jobs threads. Cluster jobs get the
     CPUs they were allocated, not the whole node's core count torch would assume. 0 = torch's default.
     """
     if cfg.run.threads > 0:
@@ -118,26 +109,28 @@ def job_threads(cfg: DictConfig, hc: Any) -> int:
         parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
         return max(1, cores // parallel)
     if "submitit" in target and launcher.get("cpus_per_task"):
-        return int(launcher.cpus_per_task)
+        return int(launcher["cpus_per_task"])
     if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
         return int(os.environ["SLURM_CPUS_PER_TASK"])
     return 0
 
 
-def run_info(cfg: DictConfig, hc: Any, names: Dict[str, Any]) -> Dict[str, Any]:
+def run_info(cfg: DictConfig, hc: Any, choices: dict[str, Any]) -> RunInfo:
     """How a run is identified to experiment trackers: name, group (its sweep), kind, config."""
-    overrides = [o for o in hc.overrides.task if not o.lstrip("+~").startswith(_NOT_IN_NAMES)]
-    name = "-".join(str(p) for p in (names.get("scheduler"), f"seed{cfg.seed}") if p)
+    # The name: the schedule and seed, then the overrides that say what the run *is* (not the
+    # schedule and seed again, nor what leaves its numbers unchanged).
+    overrides = [o for o in hc.overrides.task if not o.lstrip("+~").startswith(("scheduler", "seed")) and not is_neutral(o.split("=", 1)[0])]
+    name = "-".join(str(p) for p in (choices.get("scheduler"), f"seed{cfg.seed}") if p)
     multirun = hc.mode == RunMode.MULTIRUN
-    return {
-        "name": " ".join([name, *overrides]),
-        "group": str(hc.sweep.dir) if multirun else None,
-        "job_type": names.get("scheduler"),
+    return RunInfo(
+        run_dir=Path(hc.runtime.output_dir),
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),  # type: ignore[arg-type]
+        name=" ".join([name, *overrides]),
+        group=str(hc.sweep.dir) if multirun else None,
+        job_type=choices.get("scheduler"),
         # The option names (cosine, adamw, digits): the config holds only their contents, and a tracker
         # groups runs by schedule *name*.
-        "choices": {k: v for k, v in names.items() if v},
-        "tags": [t for t in (names.get("task"), names.get("optimizer"), names.get("scheduler")) if t],
-        "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-        "run_dir": str(Path(hc.runtime.output_dir)),
-        "job_num": hc.job.get("num") if multirun else None,
-    }
+        choices={k: v for k, v in choices.items() if v},
+        tags=[t for t in (choices.get(g) for g in CHOICE_GROUPS) if t],
+        job_num=hc.job.get("num") if multirun else None,
+    )

@@ -19,11 +19,11 @@ log = logging.getLogger("lrexp")
 
 class ComparisonReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from lrexp.report import build_report  # matplotlib only when a sweep has ended
+        from lrexp.report import write_report  # matplotlib only when a sweep has ended
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            path = build_report([sweep_dir], sweep_dir)
+            path = write_report([sweep_dir], sweep_dir)
         except ValueError as e:  # no run finished at all: say so, nothing to draw
             log.warning("no comparison report for %s: %s", sweep_dir, e)
             return

@@ -1,31 +1,40 @@
 """Checkpoints for exact resume: written atomically, read back only into a run with the same config.
 
-A checkpoint holds the model, optimizer and scheduler states, every RNG state, the next step (which is
-also the position in the data order: tasks derive batches from (seed, step)), the rows logged so far and
-the loss accumulated since the last row. Restored in the order torch needs: rebuild the scheduler from
-config, then load the optimizer state, then the scheduler state.
+A checkpoint holds the ``state_dict()`` of every stateful object of a run, by name (the model, the
+optimizer, the schedule, the RNGs and the loop's own state), plus the config's fingerprint and the
+run's ``.hydra/`` files. The training loop restores them in the same order it saved them, which is the
+order torch needs: rebuild the scheduler from config, load the optimizer state, then the scheduler's.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lrexp.errors import ConfigError
-from lrexp.record import CHECKPOINT_FILE, holds_run
+from lrexp.errors import ConfigError, describe
+from lrexp.record import CHECKPOINT_FILE, holds_run, is_neutral
 
-# Keys that may differ between a run and its resumption without changing a single number.
-RESUMABLE_CHANGES = ("run.resume", "run.progress", "run.threads", "run.checkpoint_every")
+# Checkpoint keys that are not a stateful object's.
+FINGERPRINT, HYDRA_FILES = "fingerprint", "hydra_files"
 
 
-def save(path: Path, payload: Dict[str, Any]) -> None:
+class Stateful(Protocol):
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any, /) -> Any: ...
+
+
+def save(path: Path, stateful: Mapping[str, Stateful], cfg: DictConfig, hydra_files: Mapping[str, str]) -> None:
     """Write to a temporary file, fsync, then rename: a reader sees the old checkpoint or the new one."""
+    payload = {name: obj.state_dict() for name, obj in stateful.items()}
+    payload[FINGERPRINT], payload[HYDRA_FILES] = fingerprint(cfg), dict(hydra_files)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         torch.save(payload, f)
@@ -34,41 +43,45 @@ def save(path: Path, payload: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load(path: Path) -> Dict[str, Any]:
+def load(path: Path) -> dict[str, Any]:
     # weights_only: a checkpoint is data, never code to run.
-    return torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    return checkpoint
 
 
-def rng_states() -> Dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    states = {
-        "python": random.getstate(),
-        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
+class RngState:
+    """Every random number generator a run draws from, as one stateful object."""
+
+    def state_dict(self) -> dict[str, Any]:
+        name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+        assert isinstance(keys, np.ndarray)
+        states: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        return states
+
+    def load_state_dict(self, states: Mapping[str, Any]) -> None:
+        random.setstate(states["python"])
+        name, keys, pos, has_gauss, cached = states["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(states["torch"])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def set_rng_states(states: Dict[str, Any]) -> None:
-    random.setstate(states["python"])
-    name, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def fingerprint(cfg: DictConfig) -> Dict[str, Any]:
-    """The resolved config minus what may change on resume, flattened to ``key -> value``."""
-    flat: Dict[str, Any] = {}
+def fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config minus what does not change a run's numbers, flattened to ``key -> value``."""
+    flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
                 walk(v, f"{prefix}.{k}" if prefix else str(k))
-        elif not any(prefix == k or prefix.startswith(k + ".") for k in RESUMABLE_CHANGES):
+        elif not is_neutral(prefix):
             flat[prefix] = node
 
     # What a run computes; loggers (which may use ${hydra:...}) and Hydra's own node never matter.
@@ -78,7 +91,7 @@ def fingerprint(cfg: DictConfig) -> Dict[str, Any]:
     return flat
 
 
-def open_run_dir(run_dir: Path, cfg: DictConfig, hydra_dir: Optional[Path]) -> Optional[Dict[str, Any]]:
+def open_run_dir(run_dir: Path, cfg: DictConfig, hydra_dir: Path | None) -> dict[str, Any] | None:
     """The checkpoint to resume from, or None to start fresh; refuses to overwrite another run.
 
     Hydra has already rewritten ``.hydra/`` by the time a job starts; when lrexp refuses, it puts back
@@ -89,8 +102,8 @@ def open_run_dir(run_dir: Path, cfg: DictConfig, hydra_dir: Optional[Path]) -> O
     if path.exists():
         try:
             ckpt = load(path)
-        except Exception as e:  # noqa: BLE001 - truncated by hand, another tool's file, ...: say which
-            unreadable = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        except Exception as e:
+            unreadable = describe(e)
     try:
         if not cfg.run.resume:
             if holds_run(run_dir):
@@ -102,7 +115,7 @@ def open_run_dir(run_dir: Path, cfg: DictConfig, hydra_dir: Optional[Path]) -> O
             raise ConfigError("run.resume", True, f"{path} cannot be read ({unreadable}); resume from another directory or start a new run")
         if ckpt is None:
             return None  # nothing to resume yet (killed before its first checkpoint): start over
-        before, now = ckpt["fingerprint"], fingerprint(cfg)
+        before, now = ckpt[FINGERPRINT], fingerprint(cfg)
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if changed:
             key = changed[0]
@@ -112,16 +125,16 @@ def open_run_dir(run_dir: Path, cfg: DictConfig, hydra_dir: Optional[Path]) -> O
         return ckpt
     except ConfigError:
         if ckpt is not None and hydra_dir is not None:
-            restore_hydra_files(hydra_dir, ckpt.get("hydra_files", {}))
+            restore_hydra_files(hydra_dir, ckpt.get(HYDRA_FILES, {}))
         raise
 
 
-def hydra_files(hydra_dir: Optional[Path]) -> Dict[str, str]:
+def hydra_files(hydra_dir: Path | None) -> dict[str, str]:
     if hydra_dir is None or not hydra_dir.is_dir():
         return {}
     return {p.name: p.read_text() for p in sorted(hydra_dir.glob("*.yaml"))}
 
 
-def restore_hydra_files(hydra_dir: Path, files: Dict[str, str]) -> None:
+def restore_hydra_files(hydra_dir: Path, files: Mapping[str, str]) -> None:
     for name, text in files.items():
         (hydra_dir / name).write_text(text)

@@ -8,8 +8,11 @@ Vocabulary:
 - *group*: runs sharing a value of the grouping key (``scheduler`` by default);
 - *cell*: runs sharing every varying key except the seed (one schedule at one peak LR, say): the
   statistics are taken over a cell's seeds;
-- a group's *best cell* is the cell with the lowest mean final validation loss among cells whose runs all
+- a group's *best cell* is the cell with the best mean final validation loss among cells whose runs all
   completed (any cell if none did): with a LR grid, that is the schedule at its tuned LR.
+
+Which metrics exist, which way is better and how to label them is what each run's summary.json
+declares (``metrics``, from its task): nothing here knows a task by name.
 """
 
 from __future__ import annotations
@@ -17,59 +20,61 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 import yaml
 
-from lrexp.record import METRICS_FILE, SUMMARY_FILE, Row, read_metrics, read_summary
+from lrexp.record import METRICS_FILE, SUMMARY_FILE, Goal, Metric, Row, Status, Summary, is_neutral, read_metrics, read_summary
 
 SEED_KEY = "seed"
-# Keys that never define what a run *is*; they vary without making runs different experiments.
-NEUTRAL_KEYS = ("run.progress", "run.threads", "run.resume", "run.checkpoint_every", "logger")
-PRIMARY_METRIC = "final_val_loss"
-BASE_VAL_METRICS = ("val_loss", "val_acc")  # every task reports these
+LOSS = Metric("loss", Goal.MIN, "loss", "log")  # what runs that declare no metrics (failed early) are ranked by
 
 
 @dataclass
 class Run:
     dir: Path
-    summary: Dict[str, Any]
-    rows: List[Row]
-    overrides: Dict[str, str]
+    summary: Summary
+    rows: list[Row]
+    overrides: dict[str, str]
 
     @property
-    def status(self) -> str:
-        return self.summary.get("status", "unknown")
+    def status(self) -> Status:
+        return self.summary.status
 
     def value(self, key: str) -> str:
         """The run's value for a key: its override, else what its summary records, else ''."""
         if key in self.overrides:
             return self.overrides[key]
-        short = key.rsplit(".", 1)[-1]
-        for k in (key, short):
-            if self.summary.get(k) is not None:
-                return str(self.summary[k])
+        for k in (key, key.rsplit(".", 1)[-1]):
+            recorded = getattr(self.summary, k, None)
+            if recorded is not None and not isinstance(recorded, (dict, list)):
+                return str(recorded)
         return ""
 
 
 @dataclass
 class Cell:
     group: str
-    keys: Dict[str, str]  # varying keys other than the group key and the seed
-    runs: List[Run] = field(default_factory=list)
+    keys: dict[str, str]  # varying keys other than the group key and the seed
+    runs: list[Run] = field(default_factory=list)
 
-    def completed(self) -> List[Run]:
-        return [r for r in self.runs if r.status == "completed"]
+    def completed(self) -> list[Run]:
+        return [r for r in self.runs if r.status is Status.COMPLETED]
 
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.runs)
+    def count(self, status: Status) -> int:
+        return sum(r.status is status for r in self.runs)
 
-    def stat(self, metric: str) -> Tuple[Optional[float], Optional[float]]:
-        """Mean and sample std of a summary metric over the completed runs; the std is None for one run
-        (one run has no spread, and a 0 would claim it has)."""
-        values = [r.summary[metric] for r in self.completed() if _finite(r.summary.get(metric))]
+    def without_result(self) -> int:
+        """Runs that say nothing about their settings (failed, or interrupted and not resumed yet)."""
+        return sum(not r.status.has_result for r in self.runs)
+
+    def stat(self, column: str) -> tuple[float | None, float | None]:
+        """Mean and sample std of a column's final value over the completed runs; the std is None for one
+        run (one run has no spread, and a 0 would claim it has)."""
+        values = [r.summary.final[column] for r in self.completed() if _finite(r.summary.final.get(column))]
         if not values:
             return None, None
         return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
@@ -80,22 +85,26 @@ class Cell:
 
 @dataclass
 class Comparison:
-    runs: List[Run]
+    runs: list[Run]
     group_key: str
-    varying: List[str]
-    cells: List[Cell]
-    best: Dict[str, Cell]  # group -> its best cell, in rank order
-    table: List[Dict[str, Any]]  # one row per group, in rank order
-    extra_metrics: List[str]  # validation metrics a task adds to val_loss and val_acc (tinylm: val_bpb)
+    varying: list[str]
+    cells: list[Cell]
+    best: dict[str, Cell]  # group -> its best cell, in rank order
+    table: list[dict[str, Any]]  # one row per group, in rank order
+    metrics: list[Metric]  # what the runs' task declares; the first is its loss
 
     @property
-    def groups(self) -> List[str]:
+    def groups(self) -> list[str]:
         return list(self.best)
 
+    @property
+    def loss(self) -> Metric:
+        return self.metrics[0]
 
-def find_runs(paths: Iterable[Path]) -> List[Run]:
+
+def find_runs(paths: Iterable[Path]) -> list[Run]:
     """Every run directory (one holding summary.json) at or under the given paths, in natural order."""
-    dirs: List[Path] = []
+    dirs: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such directory")
@@ -107,7 +116,7 @@ def find_runs(paths: Iterable[Path]) -> List[Run]:
     return runs
 
 
-def read_overrides(run_dir: Path) -> Dict[str, str]:
+def read_overrides(run_dir: Path) -> dict[str, str]:
     """The command-line overrides of a run as ``key -> value`` (from Hydra's .hydra/overrides.yaml)."""
     path = run_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
@@ -119,12 +128,9 @@ def read_overrides(run_dir: Path) -> Dict[str, str]:
     return out
 
 
-def varying_keys(runs: Sequence[Run]) -> List[str]:
+def varying_keys(runs: Sequence[Run]) -> list[str]:
     keys = sorted({k for r in runs for k in r.overrides} | {"scheduler"})
-    return [
-        k for k in keys
-        if not k.startswith(("hydra.", *NEUTRAL_KEYS)) and len({r.value(k) for r in runs}) > 1
-    ]
+    return [k for k in keys if not is_neutral(k) and len({r.value(k) for r in runs}) > 1]
 
 
 def default_group_key(varying: Sequence[str]) -> str:
@@ -133,68 +139,69 @@ def default_group_key(varying: Sequence[str]) -> str:
     return next((k for k in varying if k != SEED_KEY), "scheduler")
 
 
-def compare(runs: Sequence[Run], group_key: Optional[str] = None) -> Comparison:
+def compare(runs: Sequence[Run], group_key: str | None = None) -> Comparison:
     if not runs:
         raise ValueError("no runs found (no summary.json under the given directories)")
     varying = varying_keys(runs)
     group_key = group_key or default_group_key(varying)
+    metrics = declared_metrics(runs)
     cell_keys = [k for k in varying if k not in (group_key, SEED_KEY)]
-    cells: Dict[Tuple, Cell] = {}
+    cells: dict[tuple, Cell] = {}
     for run in runs:
         keys = {k: run.value(k) for k in cell_keys}
         cell = cells.setdefault((run.value(group_key), *keys.values()), Cell(run.value(group_key), keys))
         cell.runs.append(run)
 
-    best: Dict[str, Cell] = {}
+    best: dict[str, Cell] = {}
+    order = cell_order(metrics[0])
     for cell in cells.values():
         current = best.get(cell.group)
-        if current is None or _cell_order(cell) < _cell_order(current):
+        if current is None or order(cell) < order(current):
             best[cell.group] = cell
-    ranked = sorted(best.values(), key=_cell_order)
-    extra = extra_metrics(runs)
-    table = [_table_row(rank, cell, group_key, extra) for rank, cell in enumerate(ranked, 1)]
-    return Comparison(list(runs), group_key, varying, list(cells.values()), {c.group: c for c in ranked}, table, extra)
+    ranked = sorted(best.values(), key=order)
+    table = [_table_row(rank, cell, group_key, metrics) for rank, cell in enumerate(ranked, 1)]
+    return Comparison(list(runs), group_key, varying, list(cells.values()), {c.group: c for c in ranked}, table, metrics)
 
 
-def val_metrics(runs: Sequence[Run]) -> List[str]:
-    """The validation metrics the runs record (summary.json's ``metrics``), in their order."""
-    names = dict.fromkeys(m for r in runs for m in (r.summary.get("metrics") or []))
-    return list(names) or list(BASE_VAL_METRICS)
+def declared_metrics(runs: Sequence[Run]) -> list[Metric]:
+    """The metrics the runs' task declares (summary.json's ``metrics``), in its order: the loss first."""
+    declared = next((r.summary.metrics for r in runs if r.summary.metrics), None)
+    return list(declared) if declared else [LOSS]
 
 
-def extra_metrics(runs: Sequence[Run]) -> List[str]:
-    """The validation metrics a task adds to val_loss and val_acc (tinylm's val_bpb)."""
-    return [m for m in val_metrics(runs) if m not in BASE_VAL_METRICS]
+def signed(metric: Metric, value: float) -> float:
+    """``value`` oriented so that lower is better, whatever the metric's goal."""
+    return value if metric.goal is Goal.MIN else -value
 
 
-def _cell_order(cell: Cell) -> Tuple:
-    """Cells whose runs all completed first, then by mean final validation loss (lower is better)."""
-    mean, _ = cell.stat(PRIMARY_METRIC)
-    return (cell.count("completed") < len(cell.runs), mean is None, mean if mean is not None else math.inf)
+def cell_order(loss: Metric) -> Any:
+    """Cells whose runs all completed first, then by the mean final validation loss."""
+
+    def key(cell: Cell) -> tuple:
+        mean, _ = cell.stat(loss.column("val"))
+        return (len(cell.completed()) < len(cell.runs), mean is None, signed(loss, mean) if mean is not None else math.inf)
+
+    return key
 
 
-def _table_row(rank: int, cell: Cell, group_key: str, extra: Sequence[str]) -> Dict[str, Any]:
-    loss, loss_std = cell.stat(PRIMARY_METRIC)
-    acc, acc_std = cell.stat("final_val_acc")
-    best_losses = [r.summary["best_val_loss"] for r in cell.completed() if _finite(r.summary.get("best_val_loss"))]
-    stalled = [r.summary.get("lr_stalled_fraction") or 0.0 for r in cell.runs]
-    extra_stats = {}
-    for metric in extra:
-        extra_stats[f"final_{metric}_mean"], extra_stats[f"final_{metric}_std"] = cell.stat(f"final_{metric}")
+def _table_row(rank: int, cell: Cell, group_key: str, metrics: Sequence[Metric]) -> dict[str, Any]:
+    loss = metrics[0].column("val")
+    stats: dict[str, Any] = {}
+    for metric in metrics:
+        column = metric.column("val")
+        stats[f"final_{column}_mean"], stats[f"final_{column}_std"] = cell.stat(column)
+    best = [r.summary.best[loss] for r in cell.completed() if _finite(r.summary.best.get(loss))]
+    stalled = [r.summary.lr_stalled_fraction or 0.0 for r in cell.runs]
     return {
-        "rank": rank if loss is not None else None,
+        "rank": rank if stats[f"final_{loss}_mean"] is not None else None,
         group_key: cell.group,
         "settings": cell.label(),
         "runs": len(cell.runs),
-        "completed": cell.count("completed"),
-        "diverged": cell.count("diverged"),
-        "failed": cell.count("failed") + cell.count("interrupted") + cell.count("unknown"),
-        "final_val_loss_mean": loss,
-        "final_val_loss_std": loss_std,
-        "final_val_acc_mean": acc,
-        "final_val_acc_std": acc_std,
-        **extra_stats,
-        "best_val_loss": min(best_losses) if best_losses else None,
+        "completed": cell.count(Status.COMPLETED),
+        "diverged": cell.count(Status.DIVERGED),
+        "failed": cell.without_result(),
+        **stats,
+        f"best_{loss}": (min if metrics[0].goal is Goal.MIN else max)(best) if best else None,
         "lr_stalled_fraction": max(stalled) if stalled else 0.0,
     }
 
@@ -202,50 +209,50 @@ def _table_row(rank: int, cell: Cell, group_key: str, extra: Sequence[str]) -> D
 # --- the verdict in words: shared by the local and the W&B report ---------------------------------
 
 
-def fmt(mean: Optional[float], std: Optional[float] = None, digits: int = 4) -> str:
+def fmt(mean: float | None, std: float | None = None, digits: int = 4) -> str:
     if mean is None or not math.isfinite(mean):
         return "n/a"
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-def table_header(comparison: "Comparison") -> List[str]:
-    extra = [f"final {m.replace('_', ' ')}" for m in comparison.extra_metrics]
-    return ["rank", comparison.group_key, "setting", "runs", "final val loss", "final val acc", *extra, "best val loss", "diverged", "failed"]
+def table_header(comparison: Comparison) -> list[str]:
+    finals = [f"final val {m.name}" for m in comparison.metrics]
+    return ["rank", comparison.group_key, "setting", "runs", *finals, f"best val {comparison.loss.name}", "diverged", "failed"]
 
 
-def table_cells(row: Dict[str, Any], comparison: "Comparison") -> List[str]:
-    extra = [fmt(row[f"final_{m}_mean"], row[f"final_{m}_std"]) for m in comparison.extra_metrics]
+def table_cells(row: dict[str, Any], comparison: Comparison) -> list[str]:
+    finals = [fmt(row[f"final_val_{m.name}_mean"], row[f"final_val_{m.name}_std"]) for m in comparison.metrics]
     return [
         str(row["rank"] or "-"), str(row[comparison.group_key]), row["settings"] or "-", str(row["runs"]),
-        fmt(row["final_val_loss_mean"], row["final_val_loss_std"]), fmt(row["final_val_acc_mean"], row["final_val_acc_std"]),
-        *extra, fmt(row["best_val_loss"]), str(row["diverged"]), str(row["failed"]),
+        *finals, fmt(row[f"best_{comparison.loss.column('val')}"]), str(row["diverged"]), str(row["failed"]),
     ]
 
 
-def markdown_table(comparison: "Comparison") -> str:
+def markdown_table(comparison: Comparison) -> str:
     head = table_header(comparison)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(table_cells(r, comparison)) + " |" for r in comparison.table]
     return "\n".join(lines)
 
 
-def headline(comparison: "Comparison") -> str:
+def headline(comparison: Comparison) -> str:
     """One sentence: the winner, its margin over the runner-up, and whether the margin beats the spread."""
     ranked = [r for r in comparison.table if r["rank"] is not None]
-    key = comparison.group_key
+    key, loss = comparison.group_key, comparison.loss
+    mean, std = f"final_{loss.column('val')}_mean", f"final_{loss.column('val')}_std"
     if not ranked:
         return "No run completed: nothing to rank."
     win = ranked[0]
-    text = f"{win[key]} wins with a final validation loss of {fmt(win['final_val_loss_mean'], win['final_val_loss_std'])}"
+    text = f"{win[key]} wins with a final {loss.title('val')} of {fmt(win[mean], win[std])}"
     text += f" over {win['completed']} run{'s' * (win['completed'] != 1)}"
     if win["settings"]:
         text += f" (at {win['settings']})"
     if len(ranked) > 1:
         second = ranked[1]
-        gap = second["final_val_loss_mean"] - win["final_val_loss_mean"]
-        rel = gap / second["final_val_loss_mean"] if second["final_val_loss_mean"] else float("nan")
-        text += f"; {100 * rel:.1f}% below the runner-up, {second[key]} ({fmt(second['final_val_loss_mean'], second['final_val_loss_std'])})"
-        stds = [win["final_val_loss_std"], second["final_val_loss_std"]]
+        gap = signed(loss, second[mean] - win[mean])
+        rel = gap / abs(second[mean]) if second[mean] else float("nan")
+        text += f"; {100 * rel:.1f}% {'below' if loss.goal is Goal.MIN else 'above'} the runner-up, {second[key]} ({fmt(second[mean], second[std])})"
+        stds = [win[std], second[std]]
         if None in stds:  # a single run has no spread to weigh the gap against
             text += "; from a single run, so there is no seed spread to weigh the gap against (sweep seed=0,1,2)"
         else:
@@ -262,11 +269,11 @@ def headline(comparison: "Comparison") -> str:
 
 @dataclass
 class Band:
-    steps: List[int]
-    mean: List[float]
-    low: List[float]
-    high: List[float]
-    n: List[int]
+    steps: list[int]
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+    n: list[int]
 
 
 def band(runs: Sequence[Run], metric: str, spread: str = "minmax", smoothing: float = 0.0) -> Band:
@@ -301,7 +308,7 @@ def band(runs: Sequence[Run], metric: str, spread: str = "minmax", smoothing: fl
     return out
 
 
-def _ema(values: Sequence[float], weight: float) -> List[float]:
+def _ema(values: Sequence[float], weight: float) -> list[float]:
     out, last, debias = [], 0.0, 0.0
     for v in values:
         last = weight * last + (1 - weight) * v
@@ -314,6 +321,6 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def _natural(p: Path) -> List[Any]:
+def _natural(p: Path) -> list[Any]:
     """Sweep job directories 0, 1, ..., 10 in numeric order, not 0, 1, 10, 2."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]

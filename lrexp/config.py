@@ -1,12 +1,14 @@
 """Structured-config schemas and resolvers.
 
-The YAML files in conf/ say *what* a run is; the dataclasses here say what each value may be, so that a
-mistyped or missing value fails when Hydra composes the config, before anything is built. Importing this
-module registers both with Hydra and OmegaConf; it must stay cheap (no torch), because every start-up
-and every launcher worker imports it.
+Hydra's structured-config pattern: the dataclasses here say what type each key has, and nothing else
+(every default is ``MISSING``); the YAML files in conf/ hold every value, with the comment that says
+why. So a value lives in one place, a mistyped value fails when Hydra composes, and a key the YAML
+forgets fails as missing instead of silently taking a second default. Importing this module
+registers the schemas and the ``${steps:F}`` resolver with Hydra and OmegaConf; it must stay cheap
+(no torch), because every start-up and every launcher worker imports it.
 
-Schedulers carry no schema on purpose: adding a schedule is adding one YAML file that points at any
-callable, and lrexp.build checks its keys against that callable's signature instead.
+Schedulers and optimizers carry no schema on purpose: adding one is adding a YAML file that points at
+any callable, and lrexp.build checks its keys against that callable's signature instead.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import enum
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+# Optional[...] below, not "X | None": OmegaConf reads these annotations at runtime, on Python 3.10 too.
 
 
 class Device(enum.Enum):
@@ -36,19 +40,17 @@ class Precision(enum.Enum):
 
 @dataclass
 class RunConfig:
-    steps: int = 3000
-    log_every: int = 10
-    eval_every: int = 100
-    device: Device = Device.auto
-    precision: Precision = Precision.auto
-    progress: bool = True
-    compile: bool = False
-    # Torch intra-op threads; 0 = automatic (split the cores between parallel jobs of a sweep).
-    threads: int = 0
-    checkpoint_every: int = 1000
-    resume: bool = False
-    # Diverged = non-finite loss, or a logged loss above this multiple of the first; null = NaN/inf only.
-    diverge_factor: Optional[float] = 10.0
+    steps: int = MISSING
+    log_every: int = MISSING
+    eval_every: int = MISSING
+    device: Device = MISSING
+    precision: Precision = MISSING
+    progress: bool = MISSING
+    compile: bool = MISSING
+    threads: int = MISSING
+    checkpoint_every: int = MISSING
+    resume: bool = MISSING
+    diverge_factor: float | None = MISSING
 
 
 @dataclass
@@ -60,7 +62,7 @@ class Config:
     scheduler: Any = MISSING
     logger: Any = field(default_factory=dict)
     run: RunConfig = field(default_factory=RunConfig)
-    seed: int = 0
+    seed: int = MISSING
 
 
 # --- tasks ---------------------------------------------------------------------------------------
@@ -68,66 +70,27 @@ class Config:
 
 @dataclass
 class DigitsTaskConfig:
-    _target_: str = "lrexp.tasks.digits.DigitsTask"
-    batch_size: int = 128
-    hidden: List[int] = field(default_factory=lambda: [256, 256])
-    val_fraction: float = 0.2
-    # The train/validation split is fixed: it does not move with the run's seed.
-    split_seed: int = 0
+    _target_: str = MISSING
+    batch_size: int = MISSING
+    hidden: list[int] = MISSING
+    val_fraction: float = MISSING
+    split_seed: int = MISSING
 
 
 @dataclass
 class TinyLMTaskConfig:
-    _target_: str = "lrexp.tasks.tinylm.TinyLMTask"
-    batch_size: int = 32
-    context: int = 128
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    # Off: a run of a few minutes reads about a quarter of the default corpus, once; nothing to regularise.
-    dropout: float = 0.0
-    # A text file or a folder of text files; null = the Python standard library's own .py sources.
-    corpus: Optional[str] = None
-    # Which files of a task.corpus folder are read (files that are not text are skipped).
-    corpus_glob: str = "**/*"
-    max_corpus_bytes: int = 8_000_000
-    # The validation chunks are fixed by the corpus: the split does not move with the run's seed.
-    val_fraction: float = 0.05
-    # Validation = eval_batches x batch_size fixed windows.
-    eval_batches: int = 8
-
-
-# --- optimizers ----------------------------------------------------------------------------------
-
-
-@dataclass
-class AdamConfig:
-    _target_: str = "torch.optim.Adam"
-    _partial_: bool = True
-    lr: float = 1e-3
-    betas: Tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    fused: Optional[bool] = True
-
-
-@dataclass
-class AdamWConfig(AdamConfig):
-    """Adam's keys; the decay is decoupled from the gradient, so it gets a non-zero default."""
-
-    _target_: str = "torch.optim.AdamW"
-    weight_decay: float = 0.01
-
-
-@dataclass
-class SGDConfig:
-    _target_: str = "torch.optim.SGD"
-    _partial_: bool = True
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
-    fused: Optional[bool] = True
+    _target_: str = MISSING
+    batch_size: int = MISSING
+    context: int = MISSING
+    n_layer: int = MISSING
+    n_head: int = MISSING
+    n_embd: int = MISSING
+    dropout: float = MISSING
+    corpus: str | None = MISSING
+    corpus_glob: str = MISSING
+    max_corpus_bytes: int = MISSING
+    val_fraction: float = MISSING
+    eval_batches: int = MISSING
 
 
 # --- loggers -------------------------------------------------------------------------------------
@@ -135,8 +98,9 @@ class SGDConfig:
 
 @dataclass
 class LocalLoggerConfig:
-    plots: bool = True
-    dpi: int = 110
+    _target_: str = MISSING
+    plots: bool = MISSING
+    dpi: int = MISSING
 
 
 class WandbMode(enum.Enum):
@@ -150,14 +114,15 @@ class WandbMode(enum.Enum):
 class WandbLoggerConfig:
     """logger.wandb. No API key field on purpose: the key never goes in a config, so one is refused."""
 
-    project: str = "lrexp"
-    entity: Optional[str] = None
-    mode: WandbMode = WandbMode.auto
-    group: Optional[str] = None
-    tags: List[str] = field(default_factory=list)
-    init_timeout: float = 30.0
-    finish_timeout: float = 30.0
-    log_plots: bool = True
+    _target_: str = MISSING
+    project: str = MISSING
+    entity: str | None = MISSING
+    mode: WandbMode = MISSING
+    group: str | None = MISSING
+    tags: list[str] = MISSING
+    init_timeout: float = MISSING
+    finish_timeout: float = MISSING
+    log_plots: bool = MISSING
 
 
 def steps_fraction(fraction: Any, *, _root_: Any) -> int:
@@ -173,6 +138,14 @@ def steps_fraction(fraction: Any, *, _root_: Any) -> int:
     return math.floor(frac * int(_root_.run.steps) + Fraction(1, 2))
 
 
+SCHEMAS = [
+    ("schema/task", "digits", DigitsTaskConfig),
+    ("schema/task", "tinylm", TinyLMTaskConfig),
+    ("schema/logger", "local", LocalLoggerConfig),
+    ("schema/logger", "wandb", WandbLoggerConfig),
+]
+
+
 def register() -> None:
     """Register schemas and resolvers (idempotent: launcher workers may import this twice)."""
     if not OmegaConf.has_resolver("steps"):
@@ -180,15 +153,7 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="lrexp_schema", node=Config)
     # Under their own group, so they are never mistaken for selectable options (or globbed by sweeps).
-    for group, name, node in [
-        ("schema/task", "digits", DigitsTaskConfig),
-        ("schema/task", "tinylm", TinyLMTaskConfig),
-        ("schema/optimizer", "adamw", AdamWConfig),
-        ("schema/optimizer", "adam", AdamConfig),
-        ("schema/optimizer", "sgd", SGDConfig),
-        ("schema/logger", "local", LocalLoggerConfig),
-        ("schema/logger", "wandb", WandbLoggerConfig),
-    ]:
+    for group, name, node in SCHEMAS:
         cs.store(group=group, name=name, node=node)
 
 

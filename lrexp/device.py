@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
 
 import torch
 
@@ -31,7 +30,7 @@ def resolve_precision(choice: Precision, device: torch.device) -> Precision:
     return choice
 
 
-def autocast(device: torch.device, precision: Precision) -> ContextManager:
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
     """The forward-pass context: bf16 autocast (weights and optimizer state stay fp32), or nothing."""
     if precision is Precision.bf16:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

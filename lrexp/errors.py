@@ -1,4 +1,5 @@
-"""The one error type a user should see for bad input: it names the key, the value and what is allowed."""
+"""The one error type a user should see for bad input (it names the key, the value and what is allowed),
+and the one way lrexp shortens any other exception to a line."""
 
 from __future__ import annotations
 
@@ -20,3 +21,17 @@ class SecretInConfig(ConfigError):
     def __init__(self, key: str, secret: str, allowed: str) -> None:
         super().__init__(key, "***", allowed)
         self.secret = secret
+
+
+def first_line(e: BaseException | str) -> str:
+    """The first non-empty line of an exception's message (compilers and HTTP clients write paragraphs),
+    or the exception's type name when it has no message."""
+    text = str(e).strip()
+    if text:
+        return next(line.strip() for line in text.splitlines() if line.strip())
+    return type(e).__name__ if isinstance(e, BaseException) else ""
+
+
+def describe(e: BaseException) -> str:
+    """``Type: first line``: how a failure is recorded in summary.json and logged."""
+    return f"{type(e).__name__}: {first_line(e)}"

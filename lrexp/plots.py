@@ -9,20 +9,22 @@ Figures are ``matplotlib.figure.Figure`` objects, never pyplot's global state: s
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lrexp.record import PLOTS_DIR, STALL_NOTABLE, STALL_RATIO, column, read_metrics, read_summary
+from lrexp.record import PLOTS_DIR, STALL_NOTABLE, STALL_RATIO, TRAIN_LOSS, Metric, Row, Status, Summary, column, read_metrics, read_summary
 
-MARKER_STYLE = dict(color="red", linestyle="--", linewidth=1.2)
+MARKER_STYLE: dict[str, Any] = dict(color="red", linestyle="--", linewidth=1.2)
 
 
-def schedule_title(summary: Mapping[str, Any]) -> str:
-    target = (summary.get("scheduler_target") or "").rsplit(".", 1)[-1]
-    name = summary.get("scheduler") or target
+def schedule_title(name: str | None, target: str | None) -> str:
+    """"cosine (CosineAnnealingLR)": the option name and the callable it points at."""
+    target = (target or "").rsplit(".", 1)[-1]
+    name = name or target
     return f"{name} ({target})" if target and target != name else name
 
 
@@ -31,13 +33,13 @@ def draw_lr(
     series: Mapping[str, tuple],
     markers: Sequence[Mapping[str, Any]] = (),
     title: str = "",
-    stalled_from: Optional[int] = None,
-    end_step: Optional[int] = None,
+    stalled_from: int | None = None,
+    end_step: int | None = None,
 ) -> None:
     """LR vs step on ``ax``: one line per series (label -> (steps, lrs)), the article's marker lines."""
     for label, (steps, lrs) in series.items():
         ax.plot(steps, lrs, label=label, linewidth=1.6)
-    by_kind: Dict[str, List[int]] = {}
+    by_kind: dict[str, list[int]] = {}
     for m in markers:
         by_kind.setdefault(m["label"], []).append(m["step"])
     for kind, steps in by_kind.items():
@@ -54,75 +56,80 @@ def draw_lr(
     ax.legend(loc="best", fontsize="small")
 
 
-def _stall(summary: Mapping[str, Any]) -> Dict[str, Any]:
+def _stall(summary: Summary) -> dict[str, Any]:
     """The grey band, when a notable share of the run was stalled."""
-    if (summary.get("lr_stalled_fraction") or 0.0) > STALL_NOTABLE:
-        return {"stalled_from": summary["lr_stalled_from_step"], "end_step": summary.get("steps_done")}
+    if (summary.lr_stalled_fraction or 0.0) > STALL_NOTABLE:
+        return {"stalled_from": summary.lr_stalled_from_step, "end_step": summary.steps_done}
     return {}
 
 
-def _lr_series(rows: Sequence[Mapping], summary: Mapping[str, Any]) -> Dict[str, tuple]:
-    names = summary.get("lr_columns") or ["lr"]
+def _lr_series(rows: Sequence[Row], summary: Summary) -> dict[str, tuple]:
+    names = summary.lr_columns or ["lr"]
     cols = names[1:] if len(names) > 1 else names  # with several groups, one line per group
     return {("learning rate" if c == "lr" else c): column(rows, c) for c in cols}
 
 
-def _draw_losses(ax: Axes, rows: Sequence[Mapping]) -> None:
-    ax.plot(*column(rows, "train_loss"), label="train loss", linewidth=1.0, alpha=0.8)
-    steps, val = column(rows, "val_loss")
+def _draw_losses(ax: Axes, rows: Sequence[Row], loss: Metric) -> None:
+    """Training loss at every row, and the task's loss on the validation split where evaluated."""
+    train = column(rows, TRAIN_LOSS.name)
+    ax.plot(*train, label=TRAIN_LOSS.label, linewidth=1.0, alpha=0.8)
+    steps, val = column(rows, loss.column("val"))
     if val:
-        ax.plot(steps, val, label="validation loss", marker="o", markersize=3, linewidth=1.6)
-    if all(v > 0 for v in column(rows, "train_loss")[1] + val):
+        ax.plot(steps, val, label=loss.title("val"), marker="o", markersize=3, linewidth=1.6)
+    if loss.scale == "log" and all(v > 0 for v in train[1] + val):
         ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(loss.label)
     ax.grid(True, which="both", alpha=0.4)
     ax.legend(loc="best", fontsize="small")
 
 
-def _draw_accuracy(ax: Axes, rows: Sequence[Mapping]) -> None:
-    steps, acc = column(rows, "val_acc")
-    ax.plot(steps, acc, label="validation accuracy", marker="o", markersize=3, color="tab:green", linewidth=1.6)
+def _draw_metric(ax: Axes, rows: Sequence[Row], metric: Metric) -> None:
+    steps, values = column(rows, metric.column("val"))
+    ax.plot(steps, values, label=metric.title("val"), marker="o", markersize=3, color="tab:green", linewidth=1.6)
+    if metric.scale == "log" and all(v > 0 for v in values):
+        ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("accuracy")
-    ax.grid(True, alpha=0.4)
+    ax.set_ylabel(metric.label)
+    ax.grid(True, which="both", alpha=0.4)
     ax.legend(loc="best", fontsize="small")
 
 
-def draw_run_plots(run_dir: Path, dpi: int = 110) -> List[Path]:
-    """lr.png, loss.png, accuracy.png and overview.png (the three side by side) in ``run_dir/plots``."""
+def draw_run_plots(run_dir: Path, dpi: int = 110) -> list[Path]:
+    """In ``run_dir/plots``: lr.png, loss.png (training and validation loss), one figure per other metric
+    the task declares (val_acc.png, ...), and overview.png with all of them side by side."""
     rows, summary = read_metrics(run_dir), read_summary(run_dir)
     out = run_dir / PLOTS_DIR
     out.mkdir(exist_ok=True)
-    title = schedule_title(summary)
-    status = summary.get("status")
-    suffix = "" if status == "completed" else f" [{status}]"
-    lr_args = dict(series=_lr_series(rows, summary), markers=summary.get("lr_markers", []), **_stall(summary))
-    has_acc = any(r.get("val_acc") is not None for r in rows)
+    title = schedule_title(summary.scheduler, summary.scheduler_target)
+    suffix = "" if summary.status is Status.COMPLETED else f" [{summary.status.value}]"
+    lr_args: dict[str, Any] = dict(series=_lr_series(rows, summary), markers=summary.lr_markers, **_stall(summary))
+    loss, *others = summary.metrics or [Metric("loss", label="loss", scale="log")]
+    others = [m for m in others if any(r.get(m.column("val")) is not None for r in rows)]
 
-    figures: Dict[str, Figure] = {}
+    figures: dict[str, Figure] = {}
     fig = figures["lr"] = Figure(figsize=(8, 4.5))
     draw_lr(fig.subplots(), title=f"{title}: learning rate{suffix}", **lr_args)
     fig = figures["loss"] = Figure(figsize=(8, 4.5))
     ax = fig.subplots()
-    _draw_losses(ax, rows)
+    _draw_losses(ax, rows, loss)
     ax.set_title(f"{title}: loss{suffix}")
-    if has_acc:
-        fig = figures["accuracy"] = Figure(figsize=(8, 4.5))
+    for metric in others:
+        fig = figures[metric.column("val")] = Figure(figsize=(8, 4.5))
         ax = fig.subplots()
-        _draw_accuracy(ax, rows)
-        ax.set_title(f"{title}: validation accuracy{suffix}")
+        _draw_metric(ax, rows, metric)
+        ax.set_title(f"{title}: {metric.title('val')}{suffix}")
 
-    panels = 3 if has_acc else 2
+    panels = 2 + len(others)
     fig = figures["overview"] = Figure(figsize=(6 * panels, 4.5))
     axes = fig.subplots(1, panels)
     draw_lr(axes[0], title="learning rate", **lr_args)
-    _draw_losses(axes[1], rows)
+    _draw_losses(axes[1], rows, loss)
     axes[1].set_title("loss")
-    if has_acc:
-        _draw_accuracy(axes[2], rows)
-        axes[2].set_title("validation accuracy")
-    fig.suptitle(f"{title}, seed {summary.get('seed')}{suffix}")
+    for ax, metric in zip(axes[2:], others):
+        _draw_metric(ax, rows, metric)
+        ax.set_title(metric.title("val"))
+    fig.suptitle(f"{title}, seed {summary.seed}{suffix}")
 
     paths = []
     for name, fig in figures.items():

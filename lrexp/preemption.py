@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Any, Dict, Optional
+from typing import Any
 
 # SIGTERM: SLURM preemption / `kill`. SIGUSR1 and SIGUSR2: the "time is nearly up" signals that SLURM
 # sends when asked (submitit's default is SIGUSR2). SIGINT: Ctrl-C.
@@ -21,10 +21,10 @@ STOP_SIGNALS = tuple(
 
 class StopRequest:
     def __init__(self) -> None:
-        self.signum: Optional[int] = None
-        self._previous: Dict[int, Any] = {}
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():  # signals can only be set there
             for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._record)
@@ -39,7 +39,7 @@ class StopRequest:
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum is not None else ""
 
-    def _record(self, signum: int, frame: Optional[FrameType]) -> None:
+    def _record(self, signum: int, frame: FrameType | None) -> None:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: do not wait for the step to finish
         self.signum = signum
@@ -47,6 +47,7 @@ class StopRequest:
     def exit(self) -> None:
         """After the checkpoint: let the previous handler act (submitit requeues), else exit 128+N."""
         signum = self.signum
+        assert signum is not None, "exit() is for after a stop signal arrived"
         previous = self._previous.get(signum)
         self.__exit__()
         if callable(previous) and previous is not signal.default_int_handler:

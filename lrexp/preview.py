@@ -16,8 +16,8 @@ import argparse
 import csv
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -29,7 +29,7 @@ from lrexp.errors import ConfigError
 ARTICLE_FIVE = "scheduler=exp,cosine,step,poly_warmup,multistep"
 
 
-def expand(overrides: Sequence[str]) -> List[List[str]]:
+def expand(overrides: Sequence[str]) -> list[list[str]]:
     """Sweep syntax (a,b,c; range(); glob()) expanded into one override list per combination, by Hydra."""
     if not any(o.split("=", 1)[0].lstrip("+~") == "scheduler" for o in overrides):
         overrides = [ARTICLE_FIVE, *overrides]
@@ -38,7 +38,7 @@ def expand(overrides: Sequence[str]) -> List[List[str]]:
     return [list(combo) for combo in batch]
 
 
-def lr_trace(cfg: DictConfig) -> Optional[List[float]]:
+def lr_trace(cfg: DictConfig) -> list[float] | None:
     """The LR of every optimizer step, from the scheduler a run would build; None if metric-driven."""
     import torch
 
@@ -59,7 +59,7 @@ def lr_trace(cfg: DictConfig) -> Optional[List[float]]:
     return lrs
 
 
-def compose_one(overrides: List[str]) -> Tuple[DictConfig, Dict[str, str]]:
+def compose_one(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
     """The run config for these overrides (inside ``initialize_config_module``) and its group choices."""
     from hydra import compose
 
@@ -67,12 +67,12 @@ def compose_one(overrides: List[str]) -> Tuple[DictConfig, Dict[str, str]]:
     return cfg, dict(cfg.hydra.runtime.choices)
 
 
-def label_of(overrides: List[str], names: Dict[str, str], varying: List[str]) -> str:
+def label_of(overrides: list[str], names: dict[str, str], varying: list[str]) -> str:
     extra = [o for o in overrides if o.split("=", 1)[0] in varying and not o.startswith("scheduler=")]
     return " ".join([names["scheduler"], *extra])
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lrexp.preview", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("preview"), help="output folder (default: ./preview)")
     p.add_argument("--dpi", type=int, default=110)
@@ -109,7 +109,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def draw(curves, out: Path, dpi: int) -> List[Path]:
+def draw(curves, out: Path, dpi: int) -> list[Path]:
     from matplotlib.figure import Figure
 
     from lrexp.plots import draw_lr, schedule_title
@@ -119,7 +119,7 @@ def draw(curves, out: Path, dpi: int) -> List[Path]:
     paths = []
     for label, target, lrs, kwargs, steps in curves:
         fig = Figure(figsize=(8, 4.5))
-        title = schedule_title({"scheduler": label, "scheduler_target": target})
+        title = schedule_title(label, target)
         draw_lr(fig.subplots(), {"learning rate": (range(steps), lrs)}, lr_markers(kwargs, steps), title=title)
         fig.tight_layout()
         paths.append(out / f"{label.replace(' ', '_').replace('/', '-')}.png")

@@ -1,11 +1,11 @@
-"""The run record: the files every run leaves in its output directory, and the functions that read them.
-
-This is the output contract (README, "Outputs"). The training loop writes it; plots, the comparison
-report and the W&B report read it. No torch here: readers must stay cheap.
+"""The run record: the files every run leaves in its output directory, their typed description, and the
+functions that read them. This is the output contract (README, "Outputs"). The training loop and the
+entry point write it; plots, the comparison reports and the W&B report read it. No torch here: readers
+must stay cheap.
 
 - ``metrics.csv``: header, then a row per logged step, appended and flushed row by row, so a killed
   run keeps every row up to the last flush. Floats are written in their shortest exact form.
-- ``summary.json``: status and the run's headline numbers (see ``summarize``).
+- ``summary.json``: a ``Summary``: status and the run's headline numbers.
 - ``checkpoint.pt``: everything to resume exactly (lrexp.checkpoint).
 - ``plots/``: PNG figures (lrexp.plots).
 """
@@ -13,11 +13,15 @@ report and the W&B report read it. No torch here: readers must stay cheap.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import enum
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -30,15 +34,213 @@ STALL_RATIO = 1e-3
 # A run that spends more than this share of its steps stalled gets a warning and a shaded plot region.
 STALL_NOTABLE = 0.1
 
-Row = Dict[str, Optional[float]]
+STEP = "step"  # metrics.csv's first column, the 0-based optimizer step: the x-axis of every curve, here and in trackers
+Row = dict[str, Any]  # a metrics.csv row: STEP an int, every other column a float or None (not logged)
 
 
-def metric_columns(lr_columns: Sequence[str], val_metrics: Sequence[str]) -> List[str]:
-    return ["step", *lr_columns, "train_loss", *val_metrics, "time_s"]
+class Status(str, enum.Enum):
+    """How a run ended. A str, so that it is written to and compared with JSON as its value."""
+
+    COMPLETED = "completed"  # trained every step
+    DIVERGED = "diverged"  # stopped early: non-finite loss, or above run.diverge_factor x the first
+    FAILED = "failed"  # raised, or its config was refused: no result
+    INTERRUPTED = "interrupted"  # stopped by a signal after writing a checkpoint: run.resume=true continues it
+
+    @property
+    def has_result(self) -> bool:
+        """Whether the run says something about its settings: it trained to the end, or it diverged
+        (a finding about that peak LR). Failed and interrupted runs say nothing yet."""
+        return self in (Status.COMPLETED, Status.DIVERGED)
+
+    @classmethod
+    def of(cls, value: Any) -> Status | None:
+        """The status a record states, or None when it states none or one lrexp does not know."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
+# --- what does not change a run's numbers ----------------------------------------------------------
+
+# Config keys (and whole groups) that may differ between two runs, or between a run and its
+# resumption, without changing a single number they compute. Used to name runs (lrexp.app), to decide
+# what varies across a sweep (lrexp.compare) and what a resumed run may change (lrexp.checkpoint).
+NEUTRAL_KEYS = ("run.progress", "run.threads", "run.resume", "run.checkpoint_every", "logger", "hydra")
+
+
+def is_neutral(key: str) -> bool:
+    """``key`` is a dotted config key or an override's key (``+logger.wandb.mode``, ``hydra/launcher``)."""
+    key = key.lstrip("+~")
+    return any(key == k or key.startswith((k + ".", k + "/")) for k in NEUTRAL_KEYS)
+
+
+# --- metrics a task declares -----------------------------------------------------------------------
+
+
+class Goal(str, enum.Enum):
+    MIN = "min"  # lower is better (a loss)
+    MAX = "max"  # higher is better (an accuracy)
+
+
+# Evaluation splits. Validation is evaluated during training and drives every choice (plateau, the
+# best peak LR of a sweep); test is evaluated only where asked (at the end of a run by default).
+SPLITS = {"val": "validation", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a task evaluates, declared by the task: reports and plots read it, never guess it.
+
+    ``name`` is the task's own ("loss", "acc"); the record's columns are ``<split>_<name>``. A task's
+    first metric is its loss: divergence, metric-driven schedules and the comparison go by it.
+    """
+
+    name: str
+    goal: Goal = Goal.MIN
+    label: str = ""  # for axes and tables: "loss", "accuracy", "bits per byte"
+    scale: str = "linear"  # the natural axis: "log" for losses, "linear" for rates
+
+    def column(self, split: str) -> str:
+        return f"{split}_{self.name}"
+
+    def title(self, split: str) -> str:
+        return f"{SPLITS[split]} {self.label or self.name}"
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.goal is Goal.MIN else a > b
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "goal": self.goal.value, "label": self.label, "scale": self.scale}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Metric:
+        return cls(d["name"], Goal(d.get("goal", "min")), d.get("label", ""), d.get("scale", "linear"))
+
+
+TRAIN_LOSS = Metric("train_loss", Goal.MIN, "training loss", "log")
+
+
+def metric_of(column: str, metrics: Sequence[Metric]) -> Metric | None:
+    """The declared metric behind a column (``val_acc`` -> the task's ``acc``)."""
+    if column == TRAIN_LOSS.name:
+        return TRAIN_LOSS
+    split, _, name = column.partition("_")
+    return next((m for m in metrics if m.name == name), None) if split in SPLITS else None
+
+
+# --- summary.json ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """summary.json, typed. Written by the training loop (lrexp.train) and, for a run refused or failed
+    before training, by the entry point (lrexp.app); read by plots, reports and loggers.
+
+    On disk the per-column numbers are flat keys, ``final_<column>``, ``best_<column>`` and
+    ``best_<column>_step`` (for the training loss and every validation/test metric), which is what
+    sweepers and trackers read; here they are the ``final``, ``best`` and ``best_step`` mappings.
+    Whatever a logger adds (``wandb``) is kept in ``extra``.
+    """
+
+    status: Status
+    # The config choices (option names) and what they point at.
+    task: str | None = None
+    optimizer: str | None = None
+    scheduler: str | None = None
+    scheduler_target: str | None = None
+    optimizer_target: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    peak_lr: float | None = None
+    metrics: list[Metric] = field(default_factory=list)
+    lr_columns: list[str] = field(default_factory=list)
+    lr_markers: list[dict[str, Any]] = field(default_factory=list)
+    device: str | None = None
+    precision: str | None = None
+    compiled: bool | None = None
+    threads: int | None = None
+    parameters: int | None = None
+    # Headline numbers derived from the rows (summarize).
+    final: dict[str, float] = field(default_factory=dict)
+    best: dict[str, float] = field(default_factory=dict)
+    best_step: dict[str, int] = field(default_factory=dict)
+    lr_peak: float | None = None
+    lr_final: float | None = None
+    lr_min: float | None = None
+    lr_stalled_from_step: int | None = None
+    lr_stalled_fraction: float | None = None
+    # How it went.
+    steps_done: int | None = None
+    diverged_at_step: int | None = None
+    wall_time_s: float | None = None
+    steps_per_s: float | None = None
+    time_to_first_step_s: float | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def loss(self) -> Metric | None:
+        """The task's loss: its first metric."""
+        return self.metrics[0] if self.metrics else None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status.value, **{name: getattr(self, name) for name in _PLAIN_FIELDS}}
+        out["metrics"] = [m.to_json() for m in self.metrics]
+        for column, value in self.final.items():
+            out[f"final_{column}"] = value
+            if column in self.best:
+                out[f"best_{column}"], out[f"best_{column}_step"] = self.best[column], self.best_step[column]
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Summary:
+        names = set(_PLAIN_FIELDS) | {"status", "metrics"}
+        kwargs: dict[str, Any] = {k: d[k] for k in _PLAIN_FIELDS if k in d}
+        kwargs["status"] = Status.of(d.get("status")) or Status.FAILED
+        kwargs["metrics"] = [Metric.from_json(m) for m in d.get("metrics") or [] if isinstance(m, dict)]
+        final, best, best_step = {}, {}, {}
+        for key, value in d.items():
+            if key.startswith("final_"):
+                final[key[6:]] = value
+            elif key.startswith("best_") and key.endswith("_step"):
+                best_step[key[5:-5]] = value
+            elif key.startswith("best_"):
+                best[key[5:]] = value
+        extra = {k: v for k, v in d.items() if k not in names and not k.startswith(("final_", "best_"))}
+        return cls(**kwargs, final=final, best=best, best_step=best_step, extra=extra)
+
+
+# Summary fields written to JSON as they are (status, metrics and the per-column numbers are converted).
+_PLAIN_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Summary) if f.name not in ("status", "metrics", "final", "best", "best_step", "extra")
+)
 
 
 def holds_run(run_dir: Path) -> bool:
     return any((run_dir / f).exists() for f in (METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE))
+
+
+def write_summary(run_dir: Path, summary: Summary) -> None:
+    write_json(run_dir / SUMMARY_FILE, summary.to_json())
+
+
+def read_summary(run_dir: Path) -> Summary:
+    return Summary.from_json(json.loads((run_dir / SUMMARY_FILE).read_text()))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically: a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
+    os.replace(tmp, path)
+
+
+# --- metrics.csv -----------------------------------------------------------------------------------
+
+
+def metric_columns(lr_columns: Sequence[str], metrics: Sequence[Metric]) -> list[str]:
+    return [STEP, *lr_columns, TRAIN_LOSS.name, *(m.column("val") for m in metrics), "time_s"]
 
 
 class MetricsWriter:
@@ -63,59 +265,56 @@ class MetricsWriter:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "MetricsWriter":
+    def __enter__(self) -> MetricsWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Atomically: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
-    os.replace(tmp, path)
-
-
-def read_metrics(run_dir: Path) -> List[Row]:
+def read_metrics(run_dir: Path) -> list[Row]:
     """metrics.csv as dicts of floats (``step`` as int), None where a cell is empty."""
     with open(run_dir / METRICS_FILE, newline="") as f:
         return [
-            {k: (int(v) if k == "step" else float(v)) if v != "" else None for k, v in row.items()}
+            {k: (int(v) if k == STEP else float(v)) if v != "" else None for k, v in row.items()}
             for row in csv.DictReader(f)
         ]
 
 
-def read_summary(run_dir: Path) -> Dict[str, Any]:
-    return json.loads((run_dir / SUMMARY_FILE).read_text())
-
-
-def column(rows: Sequence[Row], name: str) -> tuple:
+def column(rows: Sequence[Row], name: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """(steps, values) of the rows where ``name`` is set."""
-    pairs = [(r["step"], r[name]) for r in rows if r.get(name) is not None]
-    return tuple(zip(*pairs)) if pairs else ((), ())
+    pairs = [(r[STEP], r[name]) for r in rows if r.get(name) is not None]
+    if not pairs:
+        return (), ()
+    steps, values = zip(*pairs)
+    return steps, values
 
 
-def summarize(rows: Sequence[Row], val_metrics: Sequence[str]) -> Dict[str, Any]:
-    """Headline numbers derived from the rows: final and best validation metrics, LR diagnostics."""
-    out: Dict[str, Any] = {}
+# --- headline numbers ------------------------------------------------------------------------------
+
+
+def summarize(rows: Sequence[Row], metrics: Sequence[Metric], summary: Summary) -> None:
+    """Fill ``summary``'s final and best values of every logged metric and its LR diagnostics."""
     if rows:
-        out["final_train_loss"] = rows[-1]["train_loss"]
-    for name in val_metrics:
-        steps, values = column(rows, name)
-        if not values:
-            continue
-        out[f"final_{name}"] = values[-1]
-        finite = [(v, s) for s, v in zip(steps, values) if math.isfinite(v)]
-        if finite:
-            lower_is_better = "loss" in name or "bpb" in name
-            best_v, best_s = (min if lower_is_better else max)(finite, key=lambda vs: vs[0])
-            out[f"best_{name}"], out[f"best_{name}_step"] = best_v, best_s
-    out.update(lr_diagnostics(rows))
-    return out
+        summary.final[TRAIN_LOSS.name] = rows[-1][TRAIN_LOSS.name]
+    for metric in metrics:
+        for split in SPLITS:
+            name = metric.column(split)
+            steps, values = column(rows, name)
+            if not values:
+                continue
+            summary.final[name] = values[-1]
+            finite = [(v, s) for s, v in zip(steps, values) if math.isfinite(v)]
+            if finite:
+                best_v, best_s = finite[0]
+                for v, s in finite[1:]:
+                    if metric.better(v, best_v):
+                        best_v, best_s = v, s
+                summary.best[name], summary.best_step[name] = best_v, best_s
+    lr_diagnostics(rows, summary)
 
 
-def lr_diagnostics(rows: Sequence[Row]) -> Dict[str, Any]:
+def lr_diagnostics(rows: Sequence[Row], summary: Summary) -> None:
     """Peak, final and minimum LR, and where the LR fell below STALL_RATIO x peak for good.
 
     ``lr_stalled_from_step`` is the first logged step from which every later LR is below the threshold;
@@ -124,7 +323,7 @@ def lr_diagnostics(rows: Sequence[Row]) -> Dict[str, Any]:
     """
     steps, lrs = column(rows, "lr")
     if not lrs:
-        return {}
+        return
     peak = max(lrs)
     stalled_from = None
     for s, lr in zip(reversed(steps), reversed(lrs)):
@@ -132,10 +331,6 @@ def lr_diagnostics(rows: Sequence[Row]) -> Dict[str, Any]:
             break
         stalled_from = s
     done = steps[-1] + 1
-    return {
-        "lr_peak": peak,
-        "lr_final": lrs[-1],
-        "lr_min": min(lrs),
-        "lr_stalled_from_step": stalled_from,
-        "lr_stalled_fraction": (done - stalled_from) / done if stalled_from is not None else 0.0,
-    }
+    summary.lr_peak, summary.lr_final, summary.lr_min = peak, lrs[-1], min(lrs)
+    summary.lr_stalled_from_step = stalled_from
+    summary.lr_stalled_fraction = (done - stalled_from) / done if stalled_from is not None else 0.0

@@ -16,26 +16,26 @@ import base64
 import csv
 import html
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from matplotlib.figure import Figure
 
 from lrexp.compare import Band, Cell, Comparison, band, compare, find_runs, fmt, headline, markdown_table, table_cells, table_header
 from lrexp.plots import draw_lr
-from lrexp.record import STALL_NOTABLE, STALL_RATIO
+from lrexp.record import STALL_NOTABLE, STALL_RATIO, TRAIN_LOSS, Goal, Status
 
 FIG_DIR = "report"
-METRIC_LABELS = {"val_bpb": "validation bits per byte"}  # task metrics beyond loss and accuracy
 
 
-def build_report(
+def write_report(
     paths: Sequence[Path],
     out: Path,
-    group_by: Optional[str] = None,
+    group_by: str | None = None,
     smoothing: float = 0.0,
     spread: str = "minmax",
-    title: Optional[str] = None,
+    title: str | None = None,
 ) -> Path:
     """Write the report of the runs under ``paths`` into ``out``; returns the path of report.html."""
     comparison = compare(find_runs(paths), group_by)
@@ -54,15 +54,15 @@ def build_report(
 # --- figures ---------------------------------------------------------------------------------------
 
 
-def colors(comparison: Comparison) -> Dict[str, str]:
+def colors(comparison: Comparison) -> dict[str, str]:
     palette = [f"C{i}" for i in range(10)]
     return {g: palette[i % 10] for i, g in enumerate(comparison.groups)}
 
 
-def draw_figures(comparison: Comparison, fig_dir: Path, smoothing: float, spread: str) -> Dict[str, Path]:
+def draw_figures(comparison: Comparison, fig_dir: Path, smoothing: float, spread: str) -> dict[str, Path]:
     """Every figure the report shows, as PNG files; name -> path, in reading order."""
     color = colors(comparison)
-    figs: Dict[str, Figure] = {"ranking": ranking_figure(comparison, color)}
+    figs: dict[str, Figure] = {"ranking": ranking_figure(comparison, color)}
 
     fig = Figure(figsize=(9, 4.8))
     series = {g: _first_run_lr(cell) for g, cell in comparison.best.items()}
@@ -73,12 +73,12 @@ def draw_figures(comparison: Comparison, fig_dir: Path, smoothing: float, spread
     ax.legend(fontsize="small")
     figs["lr"] = fig
 
-    metrics = [("train_loss", "training loss", True), ("val_loss", "validation loss", True), ("val_acc", "validation accuracy", False)]
-    metrics += [(m, METRIC_LABELS.get(m, m), "acc" not in m) for m in comparison.extra_metrics]
-    for metric, label, log in metrics:
-        bands = {g: band(cell.runs, metric, spread, smoothing if metric == "train_loss" else 0.0) for g, cell in comparison.best.items()}
+    curves = [(TRAIN_LOSS.name, TRAIN_LOSS.label, TRAIN_LOSS.scale == "log", smoothing)]
+    curves += [(m.column("val"), m.title("val"), m.scale == "log", 0.0) for m in comparison.metrics]
+    for column, label, log, smooth in curves:
+        bands = {g: band(cell.runs, column, spread, smooth) for g, cell in comparison.best.items()}
         if any(b.steps for b in bands.values()):
-            figs[metric] = band_figure(bands, color, label, log, spread, smoothing if metric == "train_loss" else 0.0)
+            figs[column] = band_figure(bands, color, label, log, spread, smooth)
 
     if "optimizer.lr" in comparison.varying and comparison.group_key != "optimizer.lr":
         figs["sensitivity"] = sensitivity_figure(comparison, color)
@@ -99,30 +99,32 @@ def _first_run_lr(cell: Cell) -> tuple:
     return ((), ())
 
 
-def ranking_figure(comparison: Comparison, color: Dict[str, str]) -> Figure:
-    """Final validation loss per group: the mean (bar), every seed (dots), +-std (error bar)."""
-    groups = comparison.groups
+def ranking_figure(comparison: Comparison, color: dict[str, str]) -> Figure:
+    """The final validation loss per group: the mean (bar), every seed (dots), +-std (error bar)."""
+    groups, loss = comparison.groups, comparison.loss
+    column = loss.column("val")
     fig = Figure(figsize=(9, 0.55 * len(groups) + 1.6))
     ax = fig.subplots()
     for i, g in enumerate(groups):
         cell = comparison.best[g]
-        mean, std = cell.stat("final_val_loss")
+        mean, std = cell.stat(column)
         if mean is not None:
             ax.barh(i, mean, xerr=std, color=color[g], alpha=0.55, capsize=4)
-        seeds = [r.summary.get("final_val_loss") for r in cell.completed()]
-        ax.plot([v for v in seeds if v is not None], [i] * len([v for v in seeds if v is not None]), "o", color="black", markersize=3.5)
-        bad = cell.count("diverged") + cell.count("failed")
+        seeds = [v for v in (r.summary.final.get(column) for r in cell.completed()) if v is not None]
+        ax.plot(seeds, [i] * len(seeds), "o", color="black", markersize=3.5)
+        bad = len(cell.runs) - len(cell.completed())
         if bad:
             ax.annotate(f"{bad} diverged/failed", (0, i), xytext=(4, -3), textcoords="offset points", fontsize="small", color="red")
     ax.set_yticks(range(len(groups)), [f"{g}  ({comparison.best[g].label()})" if comparison.best[g].keys else g for g in groups])
     ax.invert_yaxis()
-    ax.set_xlabel("final validation loss (lower is better): mean, each seed, +-std")
+    better = "lower" if loss.goal is Goal.MIN else "higher"
+    ax.set_xlabel(f"final {loss.title('val')} ({better} is better): mean, each seed, +-std")
     ax.set_title(f"ranking by {comparison.group_key}")
     ax.grid(True, axis="x", alpha=0.4)
     return fig
 
 
-def band_figure(bands: Dict[str, Band], color: Dict[str, str], label: str, log: bool, spread: str, smoothing: float) -> Figure:
+def band_figure(bands: dict[str, Band], color: dict[str, str], label: str, log: bool, spread: str, smoothing: float) -> Figure:
     fig = Figure(figsize=(9, 4.8))
     ax = fig.subplots()
     for g, b in bands.items():
@@ -142,27 +144,30 @@ def band_figure(bands: Dict[str, Band], color: Dict[str, str], label: str, log: 
     return fig
 
 
-def sensitivity_figure(comparison: Comparison, color: Dict[str, str]) -> Figure:
-    """Final validation loss against the peak LR, per group: how forgiving each schedule is."""
+def sensitivity_figure(comparison: Comparison, color: dict[str, str]) -> Figure:
+    """The final validation loss against the peak LR, per group: how forgiving each schedule is."""
     fig = Figure(figsize=(9, 4.8))
     ax = fig.subplots()
+    column = comparison.loss.column("val")
     for g in comparison.groups:
         cells = sorted((c for c in comparison.cells if c.group == g), key=lambda c: float(c.keys.get("optimizer.lr", "nan")))
         xs, ys, es, bad = [], [], [], []
         for c in cells:
             lr = float(c.keys["optimizer.lr"])
-            mean, std = c.stat("final_val_loss")
+            mean, std = c.stat(column)
             if mean is None:
                 bad.append(lr)
             else:
-                xs.append(lr), ys.append(mean), es.append(std or 0.0)
+                xs.append(lr)
+                ys.append(mean)
+                es.append(std or 0.0)
         ax.errorbar(xs, ys, yerr=es, color=color[g], marker="o", capsize=3, label=g)
         if bad:
             top = max(ys) if ys else 1.0
             ax.plot(bad, [top] * len(bad), "x", color=color[g], markersize=9)
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate (optimizer.lr)")
-    ax.set_ylabel("final validation loss")
+    ax.set_ylabel(f"final {comparison.loss.title('val')}")
     ax.set_title("LR sensitivity: mean over seeds +-std (x = every seed diverged or failed)")
     ax.grid(True, which="both", alpha=0.4)
     ax.legend(fontsize="small")
@@ -172,15 +177,16 @@ def sensitivity_figure(comparison: Comparison, color: Dict[str, str]) -> Figure:
 # --- tables and text -------------------------------------------------------------------------------
 
 
-def cell_row(cell: Cell, comparison: Comparison) -> Dict[str, Any]:
-    row = {comparison.group_key: cell.group, **cell.keys, "runs": len(cell.runs), "completed": cell.count("completed"),
-           "diverged": cell.count("diverged")}
-    for metric in ("val_loss", "val_acc", *comparison.extra_metrics):
-        row[f"final_{metric}_mean"], row[f"final_{metric}_std"] = cell.stat(f"final_{metric}")
+def cell_row(cell: Cell, comparison: Comparison) -> dict[str, Any]:
+    row: dict[str, Any] = {comparison.group_key: cell.group, **cell.keys, "runs": len(cell.runs),
+                           "completed": cell.count(Status.COMPLETED), "diverged": cell.count(Status.DIVERGED)}
+    for metric in comparison.metrics:
+        column = metric.column("val")
+        row[f"final_{column}_mean"], row[f"final_{column}_std"] = cell.stat(column)
     return row
 
 
-def write_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]) if rows else [])
         writer.writeheader()
@@ -195,21 +201,21 @@ def shown(path: Path, base: Path) -> str:
         return str(path.resolve())
 
 
-def notes(comparison: Comparison, base: Path) -> List[str]:
+def notes(comparison: Comparison, base: Path) -> list[str]:
     out = []
     for run in comparison.runs:
-        if run.status == "diverged":
-            out.append(f"{shown(run.dir, base)}: diverged at step {run.summary.get('diverged_at_step')}")
-        elif run.status not in ("completed",):
-            out.append(f"{shown(run.dir, base)}: {run.status}" + (f" ({run.summary['error']})" if run.summary.get("error") else ""))
+        if run.status is Status.DIVERGED:
+            out.append(f"{shown(run.dir, base)}: diverged at step {run.summary.diverged_at_step}")
+        elif run.status is not Status.COMPLETED:
+            out.append(f"{shown(run.dir, base)}: {run.status.value}" + (f" ({run.summary.error})" if run.summary.error else ""))
     for g, cell in comparison.best.items():
-        frac = max((r.summary.get("lr_stalled_fraction") or 0.0) for r in cell.runs)
+        frac = max((r.summary.lr_stalled_fraction or 0.0) for r in cell.runs)
         if frac > STALL_NOTABLE:
             out.append(f"{g}: the LR stays below {STALL_RATIO:g} x its peak for {100 * frac:.0f}% of the run: training effectively stopped early")
     return out
 
 
-def render_markdown(comparison: Comparison, figures: Dict[str, Path], title: str, base: Path) -> str:
+def render_markdown(comparison: Comparison, figures: dict[str, Path], title: str, base: Path) -> str:
     key = comparison.group_key
     lines = [f"# {title}", "", headline(comparison), "", markdown_table(comparison)]
     lines += ["", f"Varying keys: {', '.join(comparison.varying) or 'none'}. Grouped by `{key}`; mean ± std over seeds.", ""]
@@ -234,7 +240,7 @@ img { max-width: 100%; height: auto; display: block; margin: 0.8em 0 1.6em; }
 """
 
 
-def render_html(comparison: Comparison, figures: Dict[str, Path], title: str, spread: str, smoothing: float, base: Path) -> str:
+def render_html(comparison: Comparison, figures: dict[str, Path], title: str, spread: str, smoothing: float, base: Path) -> str:
     esc = html.escape
     key = comparison.group_key
     head = table_header(comparison)
@@ -247,9 +253,10 @@ def render_html(comparison: Comparison, figures: Dict[str, Path], title: str, sp
         for name, path in figures.items()
     )
     note_items = "".join(f"<li>{esc(n)}</li>" for n in notes(comparison, base))
+    loss = comparison.loss.column("val")
     run_items = "".join(
-        f"<tr><td>{esc(shown(r.dir, base))}</td><td>{esc(r.value(key))}</td><td>{esc(str(r.summary.get('seed')))}</td>"
-        f"<td>{esc(r.status)}</td><td>{fmt(r.summary.get('final_val_loss'))}</td></tr>"
+        f"<tr><td>{esc(shown(r.dir, base))}</td><td>{esc(r.value(key))}</td><td>{esc(str(r.summary.seed))}</td>"
+        f"<td>{esc(r.status.value)}</td><td>{fmt(r.summary.final.get(loss))}</td></tr>"
         for r in comparison.runs
     )
     band = "min-max" if spread == "minmax" else "±std"
@@ -267,13 +274,13 @@ Numbers are mean ± std over seeds of completed runs; curves show the mean with 
 {images}
 <h2>Runs</h2>
 <details><summary>{len(comparison.runs)} run directories</summary>
-<table><thead><tr><th>directory</th><th>{esc(key)}</th><th>seed</th><th>status</th><th>final val loss</th></tr></thead>
+<table><thead><tr><th>directory</th><th>{esc(key)}</th><th>seed</th><th>status</th><th>final {esc(loss.replace('_', ' '))}</th></tr></thead>
 <tbody>{run_items}</tbody></table></details>
 </body></html>
 """
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lrexp.report", description="Build the comparison report of sweep or run directories.")
     p.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories (searched recursively for runs)")
     p.add_argument("--out", type=Path, help="where to write the report (default: the directory given, if only one)")
@@ -290,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         runs = find_runs(a.dirs)
         if a.group_by and not any(r.value(a.group_by) for r in runs):
             raise ValueError(f"--group-by={a.group_by}: no run has this key (varying keys: {', '.join(compare(runs).varying) or 'none'})")
-        path = build_report(a.dirs, a.out or a.dirs[0], a.group_by, a.smooth, a.spread, a.title)
+        path = write_report(a.dirs, a.out or a.dirs[0], a.group_by, a.smooth, a.spread, a.title)
     except (ValueError, FileNotFoundError) as e:
         print(f"lrexp.report: error: {e}", file=sys.stderr)
         return 2

@@ -8,12 +8,13 @@ Each kind of line is labelled once, so a legend never repeats itself.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
-def lr_markers(kwargs: Mapping[str, Any], steps: int) -> List[Dict[str, Any]]:
+def lr_markers(kwargs: Mapping[str, Any], steps: int) -> list[dict[str, Any]]:
     """Vertical lines for an LR plot: ``[{"step": int, "label": str}, ...]`` within the run, in order."""
-    marks: List[Dict[str, Any]] = []
+    marks: list[dict[str, Any]] = []
     if kwargs.get("num_warmup_steps"):
         marks.append({"step": int(kwargs["num_warmup_steps"]), "label": "warm-up end"})
     if "pct_start" in kwargs and kwargs.get("total_steps"):

@@ -12,8 +12,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,40 +26,87 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from lrexp import checkpoint
 from lrexp.build import build_optimizer, build_scheduler, is_metric_driven
 from lrexp.device import autocast, configure_backends, resolve_precision, select_device
+from lrexp.errors import first_line
 from lrexp.loggers import Logger
 from lrexp.preemption import StopRequest
 from lrexp.record import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     STALL_NOTABLE,
-    SUMMARY_FILE,
+    TRAIN_LOSS,
     MetricsWriter,
     Row,
+    Status,
+    Summary,
     metric_columns,
     summarize,
-    write_json,
+    write_summary,
 )
 from lrexp.schedules import lr_markers
-from lrexp.tasks import build_task
+from lrexp.tasks import Task, build_task
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopState:
+    """Everything the loop carries from one step to the next, besides the model, optimizer and schedule.
+
+    ``state_dict``/``load_state_dict`` like torch's objects, so a checkpoint saves and restores it with
+    them: the next step (also the position in the data order: batches are a function of seed and step),
+    the rows logged so far, the training loss summed on the device since the last row, and the clocks.
+    """
+
+    loss_sum: torch.Tensor  # on the device: read back only at log rows
+    step: int = 0
+    n_summed: int = 0
+    rows: list[Row] = field(default_factory=list)
+    time_to_first_step_s: float | None = None  # from process start, of the run's first launch
+    elapsed_before_s: float = 0.0  # training time of earlier launches (a resumed run)
+    started: float = field(default_factory=time.perf_counter)
+
+    def elapsed_s(self) -> float:
+        return self.elapsed_before_s + time.perf_counter() - self.started
+
+    def take_mean_loss(self) -> float:
+        """The mean training loss since the last row (one host sync), and a fresh sum."""
+        mean = (self.loss_sum / self.n_summed).item()
+        self.loss_sum.zero_()
+        self.n_summed = 0
+        return mean
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "rows": self.rows,
+            "loss_sum": self.loss_sum.item(),
+            "n_summed": self.n_summed,
+            "elapsed_s": self.elapsed_s(),
+            "time_to_first_step_s": self.time_to_first_step_s,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.step, self.rows, self.n_summed = state["step"], list(state["rows"]), state["n_summed"]
+        self.loss_sum.fill_(state["loss_sum"])
+        self.elapsed_before_s, self.started = state["elapsed_s"], time.perf_counter()
+        self.time_to_first_step_s = state["time_to_first_step_s"]
 
 
 def train(
     cfg: DictConfig,
     run_dir: Path,
     *,
-    names: Mapping[str, str] = {},
+    choices: Mapping[str, str | None] | None = None,
     loggers: Sequence[Logger] = (),
-    hydra_dir: Optional[Path] = None,
+    hydra_dir: Path | None = None,
     threads: int = 0,
-) -> Dict[str, Any]:
-    """Train as ``cfg`` says, write the run record into ``run_dir`` and return the summary.
+) -> Summary:
+    """Train as ``cfg`` says, write the run record into ``run_dir`` and return its summary.
 
-    ``names`` are the config choices (task, optimizer, scheduler) for the record; ``hydra_dir`` is the
-    run's ``.hydra/`` folder, saved into checkpoints so that a refused re-run can put it back.
+    ``choices`` are the config group options (task, optimizer, scheduler) for the record; ``hydra_dir``
+    is the run's ``.hydra/`` folder, saved into checkpoints so that a refused re-run can put it back.
     """
-    run = cfg.run
+    run, choices = cfg.run, choices or {}
     # --- set-up: device, seed, then everything the config describes -------------------------------
     if threads > 0:
         torch.set_num_threads(threads)
@@ -67,81 +116,62 @@ def train(
     resume_from = checkpoint.open_run_dir(run_dir, cfg, hydra_dir)
 
     seed_everything(cfg.seed)
-    task = build_task(cfg.task, device, cfg.seed)
+    task: Task = build_task(cfg.task, device, cfg.seed)
     model = task.model
     optimizer = build_optimizer(cfg.optimizer, task.param_groups(), device)
     scheduler = build_scheduler(cfg.scheduler, optimizer)
     metric_driven = is_metric_driven(scheduler)  # ReduceLROnPlateau: stepped with the validation loss
     forward = compile_or_warn(model, task, device, precision) if run.compile else model
+    val_loss = task.metrics[0].column("val")  # the task's loss: divergence and metric-driven schedules
 
     lr_columns = lr_column_names(optimizer)
-    info = {
-        "task": names.get("task"),
-        "optimizer": names.get("optimizer"),
-        "scheduler": names.get("scheduler"),
-        "scheduler_target": cfg.scheduler._target_,
-        "optimizer_target": cfg.optimizer._target_,
-        "seed": cfg.seed,
-        "steps": run.steps,
-        "peak_lr": cfg.optimizer.lr,
-        "metrics": list(task.metrics),
-        "lr_columns": lr_columns,
-        "lr_markers": lr_markers(OmegaConf.to_container(cfg.scheduler, resolve=True), run.steps),
-        "device": str(device),
-        "precision": precision.value,
-        "compiled": forward is not model,
-        "threads": torch.get_num_threads(),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
+    summary = Summary(
+        status=Status.COMPLETED,
+        task=choices.get("task"),
+        optimizer=choices.get("optimizer"),
+        scheduler=choices.get("scheduler"),
+        scheduler_target=cfg.scheduler._target_,
+        optimizer_target=cfg.optimizer._target_,
+        seed=cfg.seed,
+        steps=run.steps,
+        peak_lr=cfg.optimizer.lr,
+        metrics=list(task.metrics),
+        lr_columns=lr_columns,
+        lr_markers=lr_markers(resolved(cfg.scheduler), run.steps),
+        device=str(device),
+        precision=precision.value,
+        compiled=forward is not model,
+        threads=torch.get_num_threads(),
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
 
     # --- state: fresh, or exactly where the checkpoint left it -------------------------------------
-    step, rows, elapsed, time_to_first_step = 0, [], 0.0, None
-    loss_sum, n_summed = torch.zeros((), device=device), 0  # training loss since the last row
+    state = LoopState(loss_sum=torch.zeros((), device=device))
+    # What a checkpoint holds, restored in this order: optimizer state before the scheduler's.
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "rng": checkpoint.RngState(), "loop": state}
     if resume_from is not None:
-        model.load_state_dict(resume_from["model"])
-        optimizer.load_state_dict(resume_from["optimizer"])
-        scheduler.load_state_dict(resume_from["scheduler"])
-        checkpoint.set_rng_states(resume_from["rng"])
-        step, rows, elapsed = resume_from["step"], resume_from["rows"], resume_from["elapsed_s"]
-        time_to_first_step = resume_from["time_to_first_step_s"]  # the original launch's, not a resume's
-        loss_sum.fill_(resume_from["loss_sum"])
-        n_summed = resume_from["n_summed"]
-        log.info("resuming %s at step %d of %d", run_dir, step, run.steps)
-    metrics = MetricsWriter(run_dir / METRICS_FILE, metric_columns(lr_columns, task.metrics), rows)
+        for name, obj in stateful.items():
+            obj.load_state_dict(resume_from[name])
+        log.info("resuming %s at step %d of %d", run_dir, state.step, run.steps)
+    metrics = MetricsWriter(run_dir / METRICS_FILE, metric_columns(lr_columns, task.metrics), state.rows)
     saved_hydra_files = checkpoint.hydra_files(hydra_dir)
     for logger in loggers:  # the run directory is accepted and the run is built: loggers may open
         logger.start()
 
     def save_checkpoint() -> None:
-        checkpoint.save(
-            run_dir / CHECKPOINT_FILE,
-            {
-                "step": step,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": checkpoint.rng_states(),
-                "rows": rows,
-                "elapsed_s": time.perf_counter() - t_start,
-                "time_to_first_step_s": time_to_first_step,
-                "loss_sum": loss_sum.item(),
-                "n_summed": n_summed,
-                "fingerprint": checkpoint.fingerprint(cfg),
-                "hydra_files": saved_hydra_files,
-            },
-        )
+        checkpoint.save(run_dir / CHECKPOINT_FILE, stateful, cfg, saved_hydra_files)
 
     # --- the loop ----------------------------------------------------------------------------------
     # Plain ints: reading an OmegaConf node costs microseconds, and these are read every step.
     steps, log_every, eval_every = int(run.steps), int(run.log_every), int(run.eval_every)
     checkpoint_every, diverge_factor = int(run.checkpoint_every), run.diverge_factor
-    status, diverged_at = "completed", None
     stop = StopRequest()
-    bar = tqdm(total=steps, initial=step, disable=None if run.progress else True, unit="step", dynamic_ncols=True)
-    t_start = time.perf_counter() - elapsed
+    bar = tqdm(total=steps, initial=state.step, disable=None if run.progress else True, unit="step", dynamic_ncols=True)
+    state.started = time.perf_counter()  # training time: set-up (imports, loggers) is not counted
     with metrics, stop, bar, logging_redirect_tqdm():
         model.train()
-        while step < steps:
+        while state.step < steps:
+            step = state.step
             last = step == steps - 1
             evaluate = step % eval_every == 0 or last
             log_row = evaluate or step % log_every == 0
@@ -156,69 +186,75 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             if not metric_driven:
                 scheduler.step()
-            loss_sum += loss.detach()
-            n_summed += 1
-            if time_to_first_step is None:
-                time_to_first_step = time.time() - process_start_time()
+            state.loss_sum += loss.detach()
+            state.n_summed += 1
+            if state.time_to_first_step_s is None:
+                state.time_to_first_step_s = time.time() - process_start_time()
 
             if log_row:
-                row: Row = {"step": step, "lr": lrs[0], **dict(zip(lr_columns[1:], lrs)), "train_loss": (loss_sum / n_summed).item()}
-                loss_sum.zero_()
-                n_summed = 0
+                row: Row = {"step": step, "lr": lrs[0], **dict(zip(lr_columns[1:], lrs)), TRAIN_LOSS.name: state.take_mean_loss()}
                 if evaluate:
-                    model.eval()
-                    with autocast(device, precision):  # validation at the training precision
-                        values = task.evaluate(forward)
-                    model.train()
-                    row.update(zip(values, torch.stack(list(values.values())).tolist()))
+                    row.update(evaluate_split(task, forward, "val", device, precision))
                     if metric_driven:
-                        scheduler.step(row["val_loss"])
-                row["time_s"] = time.perf_counter() - t_start
-                rows.append(row)
+                        scheduler.step(row[val_loss])
+                row["time_s"] = state.elapsed_s()
+                state.rows.append(row)
                 metrics.append(row)
                 for logger in loggers:
                     logger.log_row(row)
                 bar.update(step + 1 - bar.n)
-                bar.set_postfix(lr=f"{lrs[0]:.3g}", loss=f"{row['train_loss']:.4g}", refresh=False)
+                bar.set_postfix(lr=f"{lrs[0]:.3g}", loss=f"{row[TRAIN_LOSS.name]:.4g}", refresh=False)
                 if evaluate:
                     log.info(format_row(row))
-                if is_diverged(row, rows[0]["train_loss"], diverge_factor):
-                    status, diverged_at = "diverged", step
-                    log.warning("diverged at step %d (train_loss %s): stopping; the record is kept", step, row["train_loss"])
-            step += 1
-            if status == "diverged":
+                if is_diverged(row, state.rows[0][TRAIN_LOSS.name], diverge_factor, val_loss):
+                    summary.status, summary.diverged_at_step = Status.DIVERGED, step
+                    log.warning("diverged at step %d (train_loss %s): stopping; the record is kept", step, row[TRAIN_LOSS.name])
+            state.step += 1
+            if summary.status is Status.DIVERGED:
                 break
 
             if stop.signum is not None:
-                status = "interrupted"
+                summary.status = Status.INTERRUPTED
                 break
-            if step % checkpoint_every == 0 or step == steps:
+            if state.step % checkpoint_every == 0 or state.step == steps:
                 save_checkpoint()
 
     # --- the record --------------------------------------------------------------------------------
-    if status == "interrupted":
+    if summary.status is Status.INTERRUPTED:
         save_checkpoint()
-        log.warning("%s at step %d: checkpoint written; continue with run.resume=true", stop.name, step)
-    wall = time.perf_counter() - t_start
-    summary = {
-        "status": status,
-        **info,
-        **summarize(rows, task.metrics),
-        "steps_done": step,  # optimizer steps taken, logged or not
-        "diverged_at_step": diverged_at,
-        "wall_time_s": wall,
-        "steps_per_s": step / max(wall, 1e-9),  # over every segment of a resumed run
-        "time_to_first_step_s": time_to_first_step,
-    }
+        log.warning("%s at step %d: checkpoint written; continue with run.resume=true", stop.name, state.step)
+    summarize(state.rows, task.metrics, summary)
+    summary.steps_done = state.step  # optimizer steps taken, logged or not
+    summary.wall_time_s = state.elapsed_s()
+    summary.steps_per_s = state.step / max(summary.wall_time_s, 1e-9)  # over every segment of a resumed run
+    summary.time_to_first_step_s = state.time_to_first_step_s
     warn_if_stalled(summary)
     for logger in loggers:
-        summary.update(logger.summary_fields())
-    write_json(run_dir / SUMMARY_FILE, summary)
+        summary.extra.update(logger.summary_fields())
+    write_summary(run_dir, summary)
     for logger in loggers:
         logger.finish(summary, run_dir)
-    if status == "interrupted":
+    if summary.status is Status.INTERRUPTED:
         stop.exit()
     return summary
+
+
+def evaluate_split(task: Task, model: torch.nn.Module, split: str, device: torch.device, precision: Any) -> Row:
+    """Every metric of the task on ``split``, as ``<split>_<metric>`` columns: one host sync for all."""
+    was_training = model.training
+    model.eval()
+    with autocast(device, precision):  # evaluation at the training precision
+        values = task.evaluate(model, split)
+    model.train(was_training)
+    numbers = torch.stack([v.float() for v in values.values()]).tolist()
+    return {f"{split}_{name}": v for name, v in zip(values, numbers)}
+
+
+def resolved(node: DictConfig) -> dict[str, Any]:
+    """A config node as a plain, resolved dict."""
+    container = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    assert isinstance(container, dict)
+    return {str(k): v for k, v in container.items()}
 
 
 def seed_everything(seed: int) -> None:
@@ -227,7 +263,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def lr_column_names(optimizer: torch.optim.Optimizer) -> List[str]:
+def lr_column_names(optimizer: torch.optim.Optimizer) -> list[str]:
     """``lr`` for a single parameter group; with several, ``lr`` (the first group's) then one per group."""
     groups = optimizer.param_groups
     if len(groups) == 1:
@@ -235,40 +271,39 @@ def lr_column_names(optimizer: torch.optim.Optimizer) -> List[str]:
     return ["lr"] + [f"lr_{g.get('name', i)}" for i, g in enumerate(groups)]
 
 
-def is_diverged(row: Row, first_loss: float, factor: Optional[float]) -> bool:
-    losses = [row["train_loss"], row.get("val_loss")]
+def is_diverged(row: Row, first_loss: float, factor: float | None, val_loss: str) -> bool:
+    losses = [row[TRAIN_LOSS.name], row.get(val_loss)]
     if any(v is not None and not math.isfinite(v) for v in losses):
         return True
-    return factor is not None and math.isfinite(first_loss) and row["train_loss"] > factor * first_loss
+    return factor is not None and math.isfinite(first_loss) and row[TRAIN_LOSS.name] > factor * first_loss
 
 
 def format_row(row: Row) -> str:
     return " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if v is not None)
 
 
-def warn_if_stalled(summary: Dict[str, Any]) -> None:
+def warn_if_stalled(summary: Summary) -> None:
     """Say so when most of a run trained at a negligible LR (ExponentialLR(0.99) per step does)."""
-    frac = summary.get("lr_stalled_fraction") or 0.0
+    frac = summary.lr_stalled_fraction or 0.0
     if frac > STALL_NOTABLE:
         log.warning(
             "LR below 1e-3 x its peak from step %s on: %.0f%% of the run trained at a negligible rate",
-            summary["lr_stalled_from_step"],
+            summary.lr_stalled_from_step,
             100 * frac,
         )
 
 
-def compile_or_warn(model: torch.nn.Module, task: Any, device: torch.device, precision: Any) -> torch.nn.Module:
+def compile_or_warn(model: torch.nn.Module, task: Task, device: torch.device, precision: Any) -> torch.nn.Module:
     """torch.compile, tried on one real batch; eager (with a warning) where it cannot compile."""
     try:
-        compiled = torch.compile(model)
+        compiled: torch.nn.Module = torch.compile(model)  # type: ignore[assignment]
         x, y = task.train_batch(0)
         with autocast(device, precision):
             task.loss(compiled, x, y).backward()
         return compiled
-    except Exception as e:  # noqa: BLE001 - any compiler failure means: train eagerly
+    except Exception as e:
         # Inductor's messages run to several paragraphs; the first line names the cause.
-        cause = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        log.warning("run.compile=true: torch.compile failed (%s); training eagerly", cause)
+        log.warning("run.compile=true: torch.compile failed (%s); training eagerly", first_line(e))
         return model
     finally:
         model.zero_grad(set_to_none=True)
@@ -278,7 +313,7 @@ def process_start_time() -> float:
     """When this process started (Unix time), from /proc on Linux; else when lrexp was imported."""
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(float(l.split()[1]) for l in open("/proc/stat") if l.startswith("btime"))
+        boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return _IMPORTED_AT

@@ -3,20 +3,21 @@
 Hydra and the schemas in lrexp.config already reject unknown names and wrong types at compose time;
 these are the range and consistency rules no type can express. Schedule checks go by the standard
 parameter names torch and transformers use, so a schedule added as a YAML file is checked too.
-Device presence, batch size vs training set and unknown keys are checked where those facts are known
-(lrexp.device, the task, lrexp.build), still before the first step.
+Device presence, a task's own keys (batch size vs training set, corpus paths) and unknown keys are
+checked where those facts are known (lrexp.device, the task, lrexp.build), still before the first step.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lrexp.errors import ConfigError
+from lrexp.errors import ConfigError, first_line
 
 # Schedule lengths that must be at least one step, and those that may be zero.
 POSITIVE_STEPS = ("T_max", "step_size", "T_0", "total_steps", "num_training_steps", "num_decay_steps", "timescale")
@@ -34,9 +35,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("run.diverge_factor", run.diverge_factor, "must be a number > 1, or null (NaN/inf only)")
     _positive_number("optimizer.lr", cfg.optimizer.get("lr"))
     validate_schedule(_resolved(cfg.scheduler, "scheduler"), run.steps, cfg.optimizer.lr)
-    corpus = cfg.task.get("corpus")
-    if corpus is not None and not Path(corpus).expanduser().exists():
-        raise ConfigError("task.corpus", corpus, "no such file or folder (a text file, a folder of text files, or null)")
 
 
 def validate_schedule(kwargs: Mapping[str, Any], steps: int, lr: float) -> None:
@@ -60,7 +58,7 @@ def validate_schedule(kwargs: Mapping[str, Any], steps: int, lr: float) -> None:
         ms = kwargs["milestones"]
         if not isinstance(ms, (list, tuple)) or not all(_is_int(m) for m in ms):
             raise ConfigError(key("milestones"), ms, "must be a list of integer steps")
-        if any(b <= a for a, b in zip(ms, ms[1:])):
+        if any(b <= a for a, b in itertools.pairwise(ms)):
             raise ConfigError(key("milestones"), ms, "must be strictly increasing")
         if ms and not (0 < ms[0] and ms[-1] < steps):
             raise ConfigError(key("milestones"), ms, f"must lie within the run: 0 < milestone < run.steps ({steps})")
@@ -81,9 +79,9 @@ def validate_schedule(kwargs: Mapping[str, Any], steps: int, lr: float) -> None:
 
 def _resolved(node: DictConfig, group: str) -> Mapping[str, Any]:
     try:
-        return OmegaConf.to_container(node, resolve=True)
+        return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
-        raise ConfigError(getattr(e, "full_key", None) or group, None, f"cannot be resolved: {e.msg if hasattr(e, 'msg') else e}") from None
+        raise ConfigError(getattr(e, "full_key", None) or group, None, f"cannot be resolved: {first_line(e.msg or e)}") from None
 
 
 def _is_int(v: Any) -> bool:

@@ -22,20 +22,22 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Literal
 
-from lrexp.compare import BASE_VAL_METRICS, PRIMARY_METRIC, Comparison, Run, compare, find_runs, headline, markdown_table, val_metrics
-from lrexp.loggers.wandb import STEP_METRIC  # the x-axis the W&B logger defines for every metric
+from lrexp.compare import LOSS, Comparison, Run, compare, find_runs, headline, markdown_table
+from lrexp.errors import describe
+from lrexp.record import STEP, Metric, Status
 
 DEFAULT_PROJECT = "lrexp"
 SPEC_FILE = "wandb-report.json"
 # Option names: the W&B run config holds them under "choices" (the composed config holds only contents).
 CHOICE_KEYS = ("scheduler", "optimizer", "task")
-SPREAD = "minmax"  # the band around each group's mean, as in the local report's default
+SPREAD: Literal["minmax"] = "minmax"  # the band around each group's mean, as in the local report's default
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     paths = args.dirs or latest_sweep(Path.cwd())
     if paths and not args.dirs:
@@ -47,7 +49,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"lrexp.wandb_report: error: {e}", file=sys.stderr)
         return 2
     recorded = recorded_wandb(runs)
-    where = {
+    where: dict[str, Any] = {
         "project": args.project or recorded.get("project") or DEFAULT_PROJECT,
         "entity": args.entity or recorded.get("entity") or os.environ.get("WANDB_ENTITY"),
         "group": args.group or recorded.get("group"),
@@ -63,19 +65,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
     out = args.out or default_out(paths)
-    metrics = val_metrics(runs)
+    metrics = comparison.metrics if comparison else [LOSS]
     if args.dry_run:
-        write_spec(build_report(comparison, **where, runsets_online=False, val_metrics=metrics), out)
+        write_spec(build_wandb_report(comparison, **where, runsets_online=False, metrics=metrics), out)
         print(f"report spec: {out}")
         return 0
     return save_report(comparison, where, metrics, out if args.out else None)
 
 
-def save_report(comparison: Optional[Comparison], where: Dict[str, Any], metrics: List[str], spec_out: Optional[Path]) -> int:
+def save_report(comparison: Comparison | None, where: dict[str, Any], metrics: list[Metric], spec_out: Path | None) -> int:
     """Save to W&B and print the URL; without credentials or network, one error line and exit code 1."""
     import wandb
 
-    from lrexp.loggers.wandb import configured_credentials, first_line, redacted
+    from lrexp.wandb_credentials import configured_credentials, redacted
 
     has_key, key = configured_credentials(wandb)
     if not has_key:  # wandb.Api() would prompt for a key on a terminal and wait: say it instead
@@ -85,11 +87,11 @@ def save_report(comparison: Optional[Comparison], where: Dict[str, Any], metrics
     try:
         # Online, every runset names its entity: by default the one the API key belongs to.
         entity = where["entity"] or wandb.Api().default_entity
-        report = build_report(comparison, **{**where, "entity": entity}, runsets_online=True, val_metrics=metrics)
+        report = build_wandb_report(comparison, **{**where, "entity": entity}, runsets_online=True, metrics=metrics)
         report.save()
         url = report.url
-    except Exception as e:  # noqa: BLE001 - no network, bad key, unknown entity: one line, not a traceback
-        message = redacted(f"{type(e).__name__}: {first_line(e)}", key, os.environ.get("WANDB_API_KEY"))
+    except Exception as e:
+        message = redacted(describe(e), key)
         print(f"lrexp.wandb_report: error: could not save the report to W&B ({message}); "
               "--dry-run writes its spec without network", file=sys.stderr)
         return 1
@@ -99,7 +101,7 @@ def save_report(comparison: Optional[Comparison], where: Dict[str, Any], metrics
     return 0
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m lrexp.wandb_report",
         description="Build a W&B Report comparing a sweep's runs (curves grouped by schedule, run comparer, "
@@ -118,15 +120,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 # --- the report ---------------------------------------------------------------------------------------
 
 
-def build_report(
-    comparison: Optional[Comparison],
+def build_wandb_report(
+    comparison: Comparison | None,
     *,
-    entity: Optional[str],
+    entity: str | None,
     project: str,
-    group: Optional[str],
+    group: str | None,
     runsets_online: bool,
-    val_metrics: Sequence[str] = BASE_VAL_METRICS,
+    metrics: Sequence[Metric] = (LOSS,),
 ) -> Any:
+    """The W&B Report object (wandb-workspaces): what save() sends, or what --dry-run writes as JSON."""
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
 
@@ -144,24 +147,25 @@ def build_report(
 
     def curve(metric: str, title: str, x: int, y: int) -> Any:
         return wr.LinePlot(
-            title=title, x=STEP_METRIC, y=[metric], title_x="step", title_y=metric,
+            title=title, x=STEP, y=[metric], title_x="step", title_y=metric,
             groupby=f"config.{by}", groupby_aggfunc="mean", groupby_rangefunc=SPREAD,
             layout=wr.Layout(x=x, y=y, w=12, h=8),
         )
 
     curves = [curve("lr", "Learning rate vs step", 0, 0), curve("train_loss", "Training loss vs step", 12, 0)]
-    for i, metric in enumerate(val_metrics):
-        curves.append(curve(metric, f"{metric} vs step", 12 * (i % 2), 8 + 8 * (i // 2)))
+    for i, metric in enumerate(metrics):
+        column = metric.column("val")
+        curves.append(curve(column, f"{column} vs step", 12 * (i % 2), 8 + 8 * (i // 2)))
 
     columns = [wr.ParallelCoordinatesPlotColumn(metric=wr.Config(config_key("scheduler")), display_name="schedule")]
     if group_key not in ("scheduler", "optimizer.lr"):
         columns.insert(0, wr.ParallelCoordinatesPlotColumn(metric=wr.Config(by), display_name=group_key))
     columns += [
         wr.ParallelCoordinatesPlotColumn(metric=wr.Config("optimizer.lr"), display_name="peak LR", log=True),
-        wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(PRIMARY_METRIC), display_name="final val loss"),
+        wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(f"final_{metrics[0].column('val')}"), display_name=f"final val {metrics[0].name}"),
     ]
 
-    blocks: List[Any] = [wr.P(summary_text(comparison))]
+    blocks: list[Any] = [wr.P(summary_text(comparison))]
     blocks += [wr.H2("Curves, grouped by " + group_key), wr.PanelGrid(runsets=[runset()], panels=curves)]
     blocks += [
         wr.H2("Runs side by side"),
@@ -179,7 +183,7 @@ def build_report(
     return wr.Report(entity=entity or "", project=project, title=title[:128], description=headline(comparison) if comparison else NO_LOCAL_RUNS, blocks=blocks, width="fluid")
 
 
-def report_spec(report: Any) -> Dict[str, Any]:
+def report_spec(report: Any) -> dict[str, Any]:
     """What ``Report.save()`` sends, as JSON-ready data: where the report goes and its spec (blocks, panels)."""
     model = report._to_model()  # wandb-workspaces' own serialisation, the one save() uses
     return {
@@ -212,11 +216,11 @@ def config_key(key: str) -> str:
 NO_LOCAL_RUNS = "Runs of the sweep in W&B, grouped by schedule."
 
 
-def summary_text(comparison: Optional[Comparison]) -> str:
+def summary_text(comparison: Comparison | None) -> str:
     if comparison is None:
         return NO_LOCAL_RUNS + " Pass the sweep directory for the summary and the comparison table."
     runs = comparison.runs
-    counts = {s: sum(r.status == s for r in runs) for s in ("completed", "diverged", "failed", "interrupted")}
+    counts = {s.value: sum(r.status is s for r in runs) for s in Status}
     done = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     return (
         f"{headline(comparison)} {len(runs)} runs ({done}); {plural(len(comparison.groups), 'value')} of {comparison.group_key} compared; "
@@ -231,10 +235,10 @@ def plural(n: int, word: str) -> str:
 # --- what the local runs say about W&B ---------------------------------------------------------------------
 
 
-def recorded_wandb(runs: Sequence[Run]) -> Dict[str, Any]:
+def recorded_wandb(runs: Sequence[Run]) -> dict[str, Any]:
     """project, entity and group, where every run that went to W&B recorded the same value."""
-    out: Dict[str, Any] = {}
-    records = [r.summary["wandb"] for r in runs if isinstance(r.summary.get("wandb"), dict) and r.summary["wandb"].get("id")]
+    out: dict[str, Any] = {}
+    records = [r.summary.extra["wandb"] for r in runs if isinstance(r.summary.extra.get("wandb"), dict) and r.summary.extra["wandb"].get("id")]
     for field in ("project", "entity", "group"):
         values = {rec.get(field) for rec in records} - {None}
         if len(values) == 1:
@@ -242,7 +246,7 @@ def recorded_wandb(runs: Sequence[Run]) -> Dict[str, Any]:
     return out
 
 
-def latest_sweep(cwd: Path) -> List[Path]:
+def latest_sweep(cwd: Path) -> list[Path]:
     sweeps = sorted((p for p in cwd.glob("multirun/*/*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     return sweeps[-1:]
 

@@ -32,8 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))  # plain_loop.py, run as a sibling script
@@ -41,12 +41,13 @@ sys.path.insert(0, str(ROOT / "scripts"))  # plain_loop.py, run as a sibling scr
 from plain_loop import train_plain, train_plain_tinylm  # noqa: E402
 
 
-def median(xs: List[float]) -> float:
+def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
 def compose_lrexp(*overrides: str):
-    from hydra import compose as hydra_compose, initialize_config_module
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
 
     import lrexp.config  # noqa: F401
 
@@ -54,7 +55,7 @@ def compose_lrexp(*overrides: str):
         return hydra_compose("config", overrides=["run.progress=false", *overrides])
 
 
-def train_summary(cfg) -> Dict:
+def train_summary(cfg) -> dict:
     """lrexp's own loop in this process, no loggers (no plots): the run's summary."""
     from lrexp.train import train
 
@@ -67,9 +68,9 @@ def lrexp_loop(steps: int, fused: bool = True) -> float:
     return train_summary(compose_lrexp(f"run.steps={steps}", f"optimizer.fused={fused}", f"scheduler.T_max={steps // 3}"))["steps_per_s"]
 
 
-def interleaved(contenders: Dict[str, Callable[[], float]], rounds: int) -> Dict[str, List[float]]:
+def interleaved(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
     """Run each contender once per round, alternating the order, so drift on a shared machine hits all."""
-    results: Dict[str, List[float]] = {name: [] for name in contenders}
+    results: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for r in range(rounds):
         for name in names if r % 2 == 0 else reversed(names):
@@ -77,7 +78,7 @@ def interleaved(contenders: Dict[str, Callable[[], float]], rounds: int) -> Dict
     return results
 
 
-def bench_throughput(steps: int, rounds: int) -> Dict[str, float]:
+def bench_throughput(steps: int, rounds: int) -> dict[str, float]:
     lrexp_loop(50)  # warm-up: first-call costs (imports, allocator) paid by nobody measured
     train_plain(50, fused=True)
     r = interleaved(
@@ -100,13 +101,13 @@ def bench_throughput(steps: int, rounds: int) -> Dict[str, float]:
     }
 
 
-def timed_process(cmd: List[str], cwd: Path) -> float:
+def timed_process(cmd: list[str], cwd: Path) -> float:
     t = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
     return time.perf_counter() - t
 
 
-def bench_startup(rounds: int) -> Dict[str, float]:
+def bench_startup(rounds: int) -> dict[str, float]:
     py = sys.executable
     work = Path(tempfile.mkdtemp(prefix="lrexp-bench-"))
     import_torch, import_dynamo, plain_first, lrexp_first = [], [], [], []
@@ -151,7 +152,7 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
-def bench_tinylm(steps: int, rounds: int) -> Dict[str, float]:
+def bench_tinylm(steps: int, rounds: int) -> dict[str, float]:
     cfg = compose_lrexp("task=tinylm", f"run.steps={steps}")
     task, run = cfg.task, cfg.run
     tokens_per_step = task.batch_size * task.context
@@ -200,7 +201,7 @@ RSS_PROBE = (
 )
 
 
-def peak_rss_mb(cmd: List[str], cwd: Path) -> float:
+def peak_rss_mb(cmd: list[str], cwd: Path) -> float:
     """Peak RSS (ru_maxrss, from wait4: that child's own, not the max over all children) in MB."""
     out = subprocess.run([sys.executable, "-c", RSS_PROBE, *cmd], cwd=cwd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -208,7 +209,7 @@ def peak_rss_mb(cmd: List[str], cwd: Path) -> float:
     return int(out.stdout) * 1024 / 1e6  # Linux reports KiB
 
 
-def bench_memory(digits_steps: int, tinylm_steps: int) -> Dict[str, float]:
+def bench_memory(digits_steps: int, tinylm_steps: int) -> dict[str, float]:
     """Whole default runs (plots included), only shorter: RSS is set by the model and data, not the length."""
     work = Path(tempfile.mkdtemp(prefix="lrexp-bench-"))
     lrexp = [sys.executable, "-m", "lrexp"]
@@ -223,7 +224,7 @@ def bench_memory(digits_steps: int, tinylm_steps: int) -> Dict[str, float]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def bench_sweep(steps: int) -> Dict[str, float]:
+def bench_sweep(steps: int) -> dict[str, float]:
     """Wall time of the 15-job digits sweep (the article's 5 schedules x 3 seeds), basic vs joblib launcher.
 
     Whole `python -m lrexp -m` commands, plots and the report included: what a user waits for. joblib
@@ -274,7 +275,7 @@ def main() -> None:
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of: {', '.join(SECTIONS)}")
     p.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
     a = p.parse_args()
-    results: Dict[str, Dict[str, float]] = {}
+    results: dict[str, dict[str, float]] = {}
     for name in a.only.split(","):
         if name not in SECTIONS:
             raise SystemExit(f"--only: unknown section {name!r} (known: {', '.join(SECTIONS)})")

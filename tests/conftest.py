@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import List
-
 import pytest
 
 
 @pytest.fixture
-def quick() -> List[str]:
+def quick() -> list[str]:
     """Overrides for a short real run: a few hundred ms of training."""
     return ["run.steps=60", "run.log_every=5", "run.eval_every=20"]

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
 
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
-import lrexp.config  # noqa: F401 - schemas and resolvers, as `python -m lrexp` registers them
+import lrexp.config
 
 SCHEDULES = sorted(p.stem for p in (Path(lrexp.config.__file__).parent.parent / "conf" / "scheduler").glob("*.yaml"))
 ARTICLE_SCHEDULES = ["exp", "cosine", "step", "poly_warmup", "multistep"]
 
 
-def compose_config(*overrides: str) -> Tuple[DictConfig, Dict[str, str]]:
+def compose_config(*overrides: str) -> tuple[DictConfig, dict[str, str]]:
     """The composed config exactly as `python -m lrexp OVERRIDES` sees it, and the group choices."""
     with initialize_config_module("lrexp.conf", version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
@@ -28,18 +29,29 @@ def compose_config(*overrides: str) -> Tuple[DictConfig, Dict[str, str]]:
 
 
 def train_in_process(run_dir: Path, *overrides: str, plots: bool = False) -> dict:
-    """A real training run through lrexp.train (no subprocess start-up), as the CLI would do it."""
-    from lrexp.loggers import LocalLogger
+    """A real training run through lrexp.train (no subprocess start-up), as the CLI would do it; returns
+    summary.json as written."""
+    from omegaconf import OmegaConf
+
+    from lrexp.loggers import RunInfo
+    from lrexp.loggers.local import LocalLogger
     from lrexp.train import train
     from lrexp.validate import validate
 
-    cfg, names = compose_config("run.progress=false", *overrides)
+    cfg, choices = compose_config("run.progress=false", *overrides)
     validate(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return train(cfg, run_dir, names=names, loggers=[LocalLogger(plots=plots)])
+    info = RunInfo(run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    train(cfg, run_dir, choices=choices, loggers=[LocalLogger(run=info, plots=plots, dpi=110)])
+    return summary_json(run_dir)
 
 
-def cli_env(**extra: str) -> Dict[str, str]:
+def summary_json(run_dir: Path) -> dict:
+    """summary.json exactly as written: the output contract, not lrexp's reading of it."""
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYDRA_", "WANDB_"))}
     env.update(extra)
     return env
@@ -57,6 +69,6 @@ def run_cli(args: Sequence[str], cwd: Path, module: str = "lrexp", timeout: floa
     )
 
 
-def table_without_time(rows: List[dict]) -> List[dict]:
+def table_without_time(rows: list[dict]) -> list[dict]:
     """metrics rows minus the wall-clock column, which no two runs share."""
     return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]

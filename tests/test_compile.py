@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lrexp.record import read_metrics, read_summary
-from tests.helpers import run_cli, table_without_time, train_in_process
+from lrexp.record import read_metrics
+from tests.helpers import run_cli, summary_json, table_without_time, train_in_process
 
 ARGS = ["run.steps=20", "run.eval_every=10", "run.log_every=1", "run.progress=false"]
 
@@ -29,12 +29,12 @@ def test_without_a_compiler_it_warns_once_and_trains_eagerly_to_the_same_numbers
     assert "/bin/false" in warning[0]  # the cause, named on that one line
     assert "Traceback" not in console
     assert "torch.compile failed" in (tmp_path / "run" / "lrexp.log").read_text()  # kept with the run
-    summary = read_summary(tmp_path / "run")
+    summary = summary_json(tmp_path / "run")
     assert summary["status"] == "completed" and summary["compiled"] is False
 
     eager = tmp_path / "eager"
     train_in_process(eager, *ARGS)
-    assert read_summary(eager)["compiled"] is False
+    assert summary_json(eager)["compiled"] is False
     assert table_without_time(read_metrics(tmp_path / "run")) == table_without_time(read_metrics(eager))
 
 
@@ -43,7 +43,7 @@ def test_with_a_compiler_the_compiled_model_trains_like_the_eager_one(tmp_path):
     r = run_cli(["run.compile=true", *ARGS, "hydra.run.dir=run"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "torch.compile failed" not in r.stdout + r.stderr
-    summary = read_summary(tmp_path / "run")
+    summary = summary_json(tmp_path / "run")
     assert summary["status"] == "completed" and summary["compiled"] is True
 
     eager = tmp_path / "eager"

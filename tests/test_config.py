@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from hydra.utils import get_object
+from omegaconf import MISSING, OmegaConf
 
-from lrexp.build import check_signature
+import lrexp.config
+from lrexp.targets import check_signature
 from tests.helpers import SCHEDULES, compose_config, run_cli
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -48,7 +53,43 @@ def test_every_optimizer_composes_typed_and_fused(name):
     cfg, _ = compose_config(f"optimizer={name}")
     assert cfg.optimizer._target_.startswith("torch.optim.")
     assert cfg.optimizer.fused is True and isinstance(cfg.optimizer.lr, float)
-    check_signature(cfg.optimizer, "optimizer")
+    check_signature(cfg.optimizer, "optimizer")  # the callable's signature is the optimizer's schema
+
+
+def schema_leaves(node, prefix=""):
+    """(key, default) of every field of a structured-config schema, nested dataclasses walked."""
+    for f in dataclasses.fields(node):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(default):
+            yield from schema_leaves(type(default), f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", default
+
+
+@pytest.mark.parametrize("group, name, schema", [*lrexp.config.SCHEMAS, ("", "root", lrexp.config.Config)])
+def test_schemas_hold_types_only_so_every_value_lives_in_the_yaml(group, name, schema):
+    """A default in a schema would be a second copy of the YAML's value, silently shadowed by it."""
+    with_values = [(key, default) for key, default in schema_leaves(schema) if default != MISSING and key not in ("logger",)]
+    assert with_values == [], f"{group}/{name}: values belong in conf/, not in lrexp/config.py"
+
+
+@pytest.mark.parametrize("group", ["task", "optimizer", "scheduler", "logger"])
+def test_every_option_composes_with_every_value_set(group):
+    """With MISSING defaults, a key a YAML forgets is an error here, not a silent second default."""
+    for name in options(group):
+        cfg, _ = compose_config(f"{group}={name}")
+        assert OmegaConf.missing_keys(cfg) == set(), f"{group}={name}"
+
+
+def test_a_value_changed_in_the_yaml_is_the_value_a_run_gets(tmp_path):
+    """The YAML is the one place a value lives: change it there (in a copy of conf/) and compose sees it."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "config.yaml").write_text((conf / "config.yaml").read_text().replace("  log_every: 10 ", "  log_every: 7 "))
+    (conf / "task" / "digits.yaml").write_text((conf / "task" / "digits.yaml").read_text().replace("batch_size: 128", "batch_size: 64"))
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        cfg = compose("config")
+    assert cfg.run.log_every == 7 and cfg.task.batch_size == 64
 
 
 @pytest.mark.parametrize("name", options("task"))
@@ -95,7 +136,6 @@ def test_article_experiment_sets_the_article_numbers():
 @pytest.mark.parametrize(
     "override, key",
     [
-        ("optimizer.lr=fast", "optimizer.lr"),
         ("run.steps=many", "run.steps"),
         ("run.device=tpu", "run.device"),
         ("run.precision=fp8", "run.precision"),

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
-from lrexp.record import read_summary
-from tests.helpers import run_cli
+import tomllib
+
+from tests.helpers import run_cli, summary_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,4 +43,4 @@ def test_the_wheel_carries_the_configs_and_runs_from_another_directory(tmp_path)
     out = run_cli(["scheduler=step", "run.steps=12", "run.eval_every=6", "logger.local.plots=false", "hydra.run.dir=run"],
                   cwd=elsewhere, PYTHONPATH=str(site))
     assert out.returncode == 0, out.stderr
-    assert read_summary(elsewhere / "run")["status"] == "completed"
+    assert summary_json(elsewhere / "run")["status"] == "completed"

@@ -41,13 +41,13 @@ def test_preview_takes_overrides_and_says_what_it_cannot_draw(tmp_path):
 def legend_and_lines(kwargs, steps=3000):
     ax = Figure().subplots()
     draw_lr(ax, {"learning rate": (range(3), [1, 2, 3])}, lr_markers(kwargs, steps), title="multistep (MultiStepLR)")
-    marker_lines = [l for l in ax.get_lines() if l.get_linestyle() == "--" and l.get_color() == MARKER_STYLE["color"]]
+    marker_lines = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--" and ln.get_color() == MARKER_STYLE["color"]]
     return ax, marker_lines, [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def test_multistep_marks_every_milestone_and_labels_only_the_first():
     ax, lines, labels = legend_and_lines({"milestones": [1000, 2000], "gamma": 0.1})
-    assert [l.get_xdata()[0] for l in lines] == [1000, 2000]
+    assert [ln.get_xdata()[0] for ln in lines] == [1000, 2000]
     assert labels == ["learning rate", "milestones (1000, 2000)"]  # one legend entry for both lines
     assert ax.get_title() == "multistep (MultiStepLR)" and ax.xaxis.get_gridlines()[0].get_visible()
     assert ax.get_xlabel() == "step" and ax.get_ylabel() == "learning rate"
@@ -55,7 +55,7 @@ def test_multistep_marks_every_milestone_and_labels_only_the_first():
 
 def test_warmup_end_is_marked_and_labelled():
     _, lines, labels = legend_and_lines({"num_warmup_steps": 100, "num_training_steps": 3000})
-    assert [l.get_xdata()[0] for l in lines] == [100]
+    assert [ln.get_xdata()[0] for ln in lines] == [100]
     assert labels == ["learning rate", "warm-up end (step 100)"]
 
 

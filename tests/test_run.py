@@ -8,12 +8,12 @@ import json
 import matplotlib.image
 import pytest
 
-from lrexp.record import read_metrics, read_summary
+from lrexp.record import read_metrics
 from lrexp.tasks.digits import DigitsTask
-from tests.helpers import run_cli, table_without_time, train_in_process
+from tests.helpers import run_cli, summary_json, table_without_time, train_in_process
 
 CONTRACT_COLUMNS = ["step", "lr", "train_loss", "val_loss", "val_acc", "time_s"]
-PLOTS = ["lr.png", "loss.png", "accuracy.png", "overview.png"]
+PLOTS = ["lr.png", "loss.png", "val_acc.png", "overview.png"]  # one figure per metric the task declares beyond its loss
 
 
 def test_cli_run_leaves_the_whole_output_contract(tmp_path):
@@ -42,7 +42,7 @@ def test_cli_run_leaves_the_whole_output_contract(tmp_path):
     assert rows[0]["lr"] == 1e-3 and rows[-1]["lr"] == pytest.approx(1e-5)  # milestones 15 and 30 at 45 steps
 
     # summary.json
-    s = read_summary(run_dir)
+    s = summary_json(run_dir)
     assert s["status"] == "completed"
     assert (s["scheduler"], s["optimizer"], s["task"], s["seed"], s["steps"]) == ("multistep", "adamw", "digits", 0, 45)
     assert s["final_val_loss"] == rows[-1]["val_loss"] and s["final_val_acc"] == rows[-1]["val_acc"]
@@ -64,7 +64,7 @@ def test_default_output_dir_is_under_the_working_directory(tmp_path):
     out = run_cli(["run.steps=6", "run.log_every=2", "run.eval_every=3", "logger.local.plots=false"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     (run_dir,) = list((tmp_path / "outputs").glob("*/*"))
-    assert read_summary(run_dir)["status"] == "completed"
+    assert summary_json(run_dir)["status"] == "completed"
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path, quick):

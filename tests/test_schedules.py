@@ -8,7 +8,7 @@ narrow only to keep 3000 logged steps per schedule fast (the LR does not depend 
 
 from __future__ import annotations
 
-from typing import Callable, List
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -41,7 +41,7 @@ REFERENCES = {
 }
 
 
-def reference_lrs(make: Callable, steps: int = STEPS, lr: float = LR) -> List[float]:
+def reference_lrs(make: Callable, steps: int = STEPS, lr: float = LR) -> list[float]:
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([param], lr=lr)
     scheduler = make(optimizer)
@@ -53,7 +53,7 @@ def reference_lrs(make: Callable, steps: int = STEPS, lr: float = LR) -> List[fl
     return lrs
 
 
-def logged_lrs(run_dir, schedule: str, *extra: str) -> List[float]:
+def logged_lrs(run_dir, schedule: str, *extra: str) -> list[float]:
     train_in_process(run_dir, f"scheduler={schedule}", *ARTICLE, *extra)
     rows = read_metrics(run_dir)
     assert [r["step"] for r in rows] == list(range(STEPS)), "log_every=1 must give one row per step"
@@ -72,7 +72,7 @@ def test_logged_lr_equals_the_library_object_at_every_step(tmp_path, schedule):
     assert not mismatches, f"first mismatches (step, logged, reference): {mismatches[:3]}"
 
 
-def change_points(lrs: List[float]) -> List[int]:
+def change_points(lrs: list[float]) -> list[int]:
     return [s for s in range(1, len(lrs)) if lrs[s] != lrs[s - 1]]
 
 

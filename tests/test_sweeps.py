@@ -14,23 +14,22 @@ import shutil
 import statistics
 import subprocess
 from pathlib import Path
-from typing import Dict, List
 
 import matplotlib.image
 import pytest
 import yaml
 
-from lrexp.record import read_metrics, read_summary
-from tests.helpers import run_cli
+from lrexp.record import read_metrics
+from tests.helpers import run_cli, summary_json
 
 SHORT = ["run.steps=40", "run.log_every=5", "run.eval_every=20", "logger.local.plots=false"]
 
 
-def job_dirs(sweep: Path) -> List[Path]:
+def job_dirs(sweep: Path) -> list[Path]:
     return sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
 
-def overrides(run_dir: Path) -> Dict[str, str]:
+def overrides(run_dir: Path) -> dict[str, str]:
     return dict(o.split("=", 1) for o in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()))
 
 
@@ -38,7 +37,7 @@ def final_val_loss(run_dir: Path) -> float:
     return [r["val_loss"] for r in read_metrics(run_dir) if r["val_loss"] is not None][-1]
 
 
-def read_csv(path: Path) -> List[Dict[str, str]]:
+def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
@@ -57,7 +56,7 @@ def test_basic_sweep_leaves_one_complete_run_per_job_and_one_report(basic_sweep)
     assert len(dirs) == 8
     for d in dirs:
         assert (d / "metrics.csv").is_file() and (d / ".hydra" / "config.yaml").is_file()
-        assert read_summary(d)["status"] == ("diverged" if overrides(d)["optimizer.lr"] == "1000" else "completed")
+        assert summary_json(d)["status"] == ("diverged" if overrides(d)["optimizer.lr"] == "1000" else "completed")
     for name in ("report.html", "report.md", "summary.csv", "cells.csv"):
         assert (basic_sweep / name).is_file(), name
     for fig in ("ranking", "lr", "train_loss", "val_loss", "val_acc", "sensitivity"):
@@ -66,7 +65,7 @@ def test_basic_sweep_leaves_one_complete_run_per_job_and_one_report(basic_sweep)
 
 def test_report_table_matches_the_runs_own_metrics(basic_sweep):
     """Each schedule at its best LR: runs, mean +- std of the final validation loss, diverged count, rank."""
-    by_cell: Dict[tuple, List[Path]] = {}
+    by_cell: dict[tuple, list[Path]] = {}
     for d in job_dirs(basic_sweep):
         o = overrides(d)
         by_cell.setdefault((o["scheduler"], o["optimizer.lr"]), []).append(d)
@@ -126,11 +125,11 @@ def test_parallel_and_cluster_launchers_complete_every_job(tmp_path, launcher):
     dirs = job_dirs(tmp_path / "sweep")
     assert [overrides(d)["scheduler"] for d in dirs] == ["step", "cosine"]
     for d in dirs:
-        s = read_summary(d)
+        s = summary_json(d)
         assert s["status"] == "completed" and [r["step"] for r in read_metrics(d)] == [0, 5, 10, 15, 20, 25, 30, 35, 39]
     if launcher == "joblib":  # two parallel jobs split the cores instead of fighting over them
         cores = len(os.sched_getaffinity(0))
-        assert {read_summary(d)["threads"] for d in dirs} == {max(1, cores // 2)}
+        assert {summary_json(d)["threads"] for d in dirs} == {max(1, cores // 2)}
     assert [r["scheduler"] for r in read_csv(tmp_path / "sweep" / "summary.csv")] != []
     assert (tmp_path / "sweep" / "report.html").is_file()
 

@@ -39,7 +39,8 @@ def test_split_is_stratified_disjoint_and_fixed():
 
 def test_split_does_not_move_with_the_run_seed():
     a, b = make(seed=0), make(seed=7)
-    assert torch.equal(a.x_val, b.x_val) and torch.equal(a.y_val, b.y_val)
+    (xa, ya), (xb, yb) = a.splits["val"], b.splits["val"]
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
 def test_batches_are_a_function_of_seed_and_step():

@@ -46,7 +46,12 @@ def test_a_tiny_run_through_the_runner_writes_bpb_and_one_lr_column_per_group(tm
     assert s["status"] == "completed" and s["task"] == "tinylm"
     rows = read_metrics(tmp_path)
     assert list(rows[0]) == ["step", "lr", "lr_decay", "lr_no_decay", "train_loss", "val_loss", "val_acc", "val_bpb", "time_s"]
-    assert s["lr_columns"] == ["lr", "lr_decay", "lr_no_decay"] and s["metrics"] == ["val_loss", "val_acc", "val_bpb"]
+    assert s["lr_columns"] == ["lr", "lr_decay", "lr_no_decay"]
+    assert s["metrics"] == [  # declared by the task: reports read the direction, label and scale from here
+        {"name": "loss", "goal": "min", "label": "loss", "scale": "log"},
+        {"name": "acc", "goal": "max", "label": "next-byte accuracy", "scale": "linear"},
+        {"name": "bpb", "goal": "min", "label": "bits per byte", "scale": "log"},
+    ]
     evaluated = [r for r in rows if r["val_loss"] is not None]
     assert [r["step"] for r in evaluated] == [0, 3, 5]
     for r in evaluated:
@@ -105,7 +110,7 @@ def test_a_missing_corpus_is_one_line_from_the_cli(tmp_path):
     missing = tmp_path / "no" / "such.txt"
     out = run_cli(["task=tinylm", f"task.corpus={missing}", "hydra.run.dir=run"], cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    (line,) = [l for l in out.stderr.splitlines() if l.strip()]
+    (line,) = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert line.startswith(f"lrexp: error: task.corpus='{missing}': no such file or folder"), line
     assert not (tmp_path / "run" / "metrics.csv").exists()
 
@@ -155,14 +160,14 @@ def test_batches_are_a_function_of_seed_and_step():
 def test_the_split_is_fixed_disjoint_and_does_not_move_with_the_seed():
     a, b = make(seed=0), make(seed=7)
     assert a.val_chunks == b.val_chunks and a.train_chunks == b.train_chunks
-    assert all(torch.equal(x, y) for x, y in zip(a.x_val, b.x_val))
+    assert all(torch.equal(x, y) for x, y in zip(a.splits["val"][0], b.splits["val"][0]))
     assert not set(a.train_chunks) & set(a.val_chunks) and len(a.val_chunks) == 5  # 5% of 100 chunks
     text = bytes(a.data.tolist())
     chunk = lambda i: text[i * a.chunk_len : (i + 1) * a.chunk_len]  # noqa: E731
     train_text, val_text = [chunk(i) for i in a.train_chunks], [chunk(i) for i in a.val_chunks]
     windows = torch.cat([a.train_batch(s)[0] for s in range(20)])
     assert all(any(bytes(w.tolist()) in c for c in train_text) for w in windows)
-    assert all(any(bytes(w.tolist()) in c for c in val_text) for w in torch.cat(a.x_val))
+    assert all(any(bytes(w.tolist()) in c for c in val_text) for w in torch.cat(a.splits["val"][0]))
 
 
 def test_weight_decay_applies_to_matmul_weights_only():
@@ -230,11 +235,11 @@ def test_the_report_tabulates_and_plots_bits_per_byte_and_does_not_invent_a_spre
     """One run per schedule: the table adds the task's val_bpb; with no seeds to compare there is no ± and no verdict."""
     import csv
 
-    from lrexp.report import build_report
+    from lrexp.report import write_report
 
     for sched in ("cosine_warmup", "exp"):
         train_in_process(tmp_path / "runs" / sched, *SMALL, "run.steps=12", "run.eval_every=6", f"scheduler={sched}")
-    build_report([tmp_path / "runs"], tmp_path / "report")
+    write_report([tmp_path / "runs"], tmp_path / "report")
     with open(tmp_path / "report" / "summary.csv", newline="") as f:
         table = {r["scheduler"]: r for r in csv.DictReader(f)}
     assert set(table) == {"cosine_warmup", "exp"}

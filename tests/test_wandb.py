@@ -14,15 +14,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 from omegaconf import OmegaConf
 
 from lrexp.errors import ConfigError
-from lrexp.record import read_metrics, read_summary
+from lrexp.record import read_metrics
 from lrexp.tasks.digits import DigitsTask
-from tests.helpers import cli_env, compose_config, run_cli
+from tests.helpers import cli_env, compose_config, run_cli, summary_json
 
 WANDB_CLI = str(Path(sys.executable).with_name("wandb"))
 # Short runs; one torch thread leaves the second core to wandb's service process.
@@ -32,7 +32,7 @@ STEPS_LOGGED = [0, 5, 10, 15, 20, 25, 29]
 FAKE_KEY = "lrexptest" + "0123456789abcdef0123456789abcdef0"
 
 
-def isolated_env(root: Path, **extra: str) -> Dict[str, str]:
+def isolated_env(root: Path, **extra: str) -> dict[str, str]:
     home = root / "home"
     home.mkdir(parents=True, exist_ok=True)
     return {
@@ -46,7 +46,7 @@ def isolated_env(root: Path, **extra: str) -> Dict[str, str]:
     }
 
 
-def leet_inspect(run_dir: Path, env: Dict[str, str], *flags: str) -> str:
+def leet_inspect(run_dir: Path, env: dict[str, str], *flags: str) -> str:
     """`wandb leet inspect --json [FLAGS] RUN_DIR/wandb`: wandb's own reader of the run's .wandb log.
 
     Cached per run: each call starts the wandb CLI (a second or two on this machine), and the runs are
@@ -59,24 +59,24 @@ def leet_inspect(run_dir: Path, env: Dict[str, str], *flags: str) -> str:
     return _inspected[key]
 
 
-_inspected: Dict[Any, str] = {}
+_inspected: dict[Any, str] = {}
 
 
-def inspect_records(run_dir: Path, env: Dict[str, str]) -> List[Dict[str, Any]]:
+def inspect_records(run_dir: Path, env: dict[str, str]) -> list[dict[str, Any]]:
     """Every record of the run's log, decoded: run (config, group, ...), history rows, summary, ..."""
     return [json.loads(line) for line in leet_inspect(run_dir, env).splitlines() if line.strip()]
 
 
-def inspect_summary(run_dir: Path, env: Dict[str, str]) -> Dict[str, Any]:
+def inspect_summary(run_dir: Path, env: dict[str, str]) -> dict[str, Any]:
     """The run's state, config, summary and tags."""
     return json.loads(leet_inspect(run_dir, env, "--summary"))
 
 
-def history(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def history(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r["history"]["item"] for r in records if r["type"] == "history"]
 
 
-def run_record(records: List[Dict[str, Any]]) -> Dict[str, Any]:
+def run_record(records: list[dict[str, Any]]) -> dict[str, Any]:
     (run,) = [r["run"] for r in records if r["type"] == "run"]
     return run
 
@@ -115,7 +115,7 @@ def test_offline_config_summary_and_record(sweep):
     composed = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     assert w["config"] == {**composed, "choices": {"task": "digits", "optimizer": "adamw", "scheduler": "cosine"}}
 
-    s = read_summary(job)
+    s = summary_json(job)
     assert w["state"] == "finished" and w["exit_code"] == 0
     for key in ("status", "final_val_loss", "final_val_acc", "best_val_loss", "best_val_acc", "final_train_loss", "lr_final", "steps_done", "seed"):
         assert w["summary"][key] == s[key], key
@@ -141,9 +141,9 @@ def test_multirun_jobs_are_distinct_runs_in_one_group(sweep):
     ids = set()
     for seed in range(3):
         job = sweep_dir / str(seed)
-        rec = read_summary(job)["wandb"]
+        rec = summary_json(job)["wandb"]
         assert rec["group"] == str(sweep_dir)
-        (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")  # its own run, in its own directory
+        (_one_run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")  # its own run, in its own directory
         records = inspect_records(job, env)
         run = run_record(records)
         assert (run["run_id"], run["run_group"]) == (rec["id"], str(sweep_dir))
@@ -180,7 +180,7 @@ def fallback_run(tmp_path_factory):
 
 def test_online_startup_falls_back_to_offline_within_its_bound(fallback_run):
     _, run_dir, env, out, wall = fallback_run
-    s = read_summary(run_dir)
+    s = summary_json(run_dir)
     assert s["status"] == "completed" and [r["step"] for r in read_metrics(run_dir)] == STEPS_LOGGED  # the local record, whole
     rec = s["wandb"]
     assert rec["mode"] == "offline" and "online start-up failed" in rec["reason"]
@@ -200,7 +200,7 @@ def test_online_startup_falls_back_to_offline_within_its_bound(fallback_run):
 
 def test_the_api_key_is_nowhere_on_disk(fallback_run):
     root, run_dir, _, out, _ = fallback_run
-    assert "online_error" in read_summary(run_dir)["wandb"]  # the key was found and used to try online
+    assert "online_error" in summary_json(run_dir)["wandb"]  # the key was found and used to try online
     # Under the output directory and the isolated home and W&B directories, binary files included.
     key = FAKE_KEY.encode()
     files = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
@@ -215,8 +215,9 @@ def test_the_api_key_is_nowhere_on_disk(fallback_run):
 def test_wandb_is_imported_only_where_used(tmp_path):
     code = (
         "import sys; import lrexp.app, lrexp.loggers, lrexp.loggers.wandb, lrexp.wandb_report;"
-        "from lrexp.loggers.wandb import WandbLogger;"
-        "lg = WandbLogger({'mode': 'disabled'}, {'run_dir': '.', 'config': {}}); lg.start(); lg.log_row({'step': 0, 'lr': 1.0});"
+        "from tests.helpers import compose_config; from lrexp.loggers import build_loggers, RunInfo;"
+        "cfg, _ = compose_config('logger=wandb', 'logger.wandb.mode=disabled');"
+        "_, lg = build_loggers(cfg.logger, RunInfo(run_dir='.', config={})); lg.start(); lg.log_row({'step': 0, 'lr': 1.0});"
         "assert lg.summary_fields() == {'wandb': {'mode': 'disabled'}}, lg.summary_fields();"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('wandb', 'wandb_workspaces')]; assert not bad, bad"
     )
@@ -231,11 +232,15 @@ def test_wandb_is_imported_only_where_used(tmp_path):
      ({"projekt": "x"}, "logger.wandb.projekt")],
 )
 def test_bad_wandb_options_are_config_errors(node, key):
-    """A node that did not come through compose (or was extended with +key=...): checked against the same schema."""
-    from lrexp.loggers.wandb import wandb_options
+    """Options that did not come through compose's schema (built in code, or added with +key=...): refused
+    by the logger itself, in one ConfigError that never echoes a key."""
+    from lrexp.loggers import RunInfo
+    from lrexp.loggers.wandb import WandbLogger
 
+    cfg, _ = compose_config("logger=wandb")
+    options = {k: v for k, v in OmegaConf.to_container(cfg.logger.wandb).items() if k != "_target_"}
     with pytest.raises(ConfigError) as e:
-        wandb_options(node)
+        WandbLogger(run=RunInfo(run_dir=Path("."), config={}), **{**options, **node})
     assert e.value.key == key and FAKE_KEY not in str(e.value)
 
 
@@ -321,7 +326,7 @@ def test_a_job_that_raises_ends_its_wandb_run_as_failed_and_the_sweep_goes_on(tm
     out = run_cli(["-m", "logger=wandb", *QUICK, "logger.local.plots=false", targets, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, **env)
     assert out.returncode == 0, out.stderr
     crashed, fine = tmp_path / "sweep" / "0", tmp_path / "sweep" / "1"
-    assert read_summary(crashed)["status"] == "failed" and "simulated crash" in (crashed / "error.txt").read_text()
+    assert summary_json(crashed)["status"] == "failed" and "simulated crash" in (crashed / "error.txt").read_text()
     w = inspect_summary(crashed, env)
     assert w["exit_code"] == 1 and w["summary"]["status"] == "failed"  # closed as failed by its own job
-    assert inspect_summary(fine, env)["exit_code"] == 0 and read_summary(fine)["status"] == "completed"
+    assert inspect_summary(fine, env)["exit_code"] == 0 and summary_json(fine)["status"] == "completed"

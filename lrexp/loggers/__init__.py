@@ -1,21 +1,44 @@
 """Loggers: where a run's record goes besides the files every run writes (lrexp.record).
 
-Chosen by the ``logger`` config group; each selected option is a node ``logger.<name>``. A logger must
-never cost a training run: W&B problems become warnings, and the local record is written regardless.
+Chosen by the ``logger`` config group; each selected option is a node ``logger.<name>`` with a
+``_target_`` (conf/logger/*.yaml) and is instantiated like every other group, with the run's identity
+(``RunInfo``) as ``run``. A logger must never cost a training run: its problems become warnings, and
+the local record is written regardless.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any
 
 from omegaconf import DictConfig
 
-from lrexp.record import Row
+from lrexp.errors import ConfigError
+from lrexp.record import Row, Summary
+from lrexp.targets import call_target, check_signature
+
+
+@dataclass
+class RunInfo:
+    """How a run is identified to experiment trackers."""
+
+    run_dir: Path
+    config: dict[str, Any]  # the fully resolved composed config
+    name: str = ""  # the schedule, the seed and the overrides that vary: "cosine-seed1 optimizer.lr=0.003"
+    group: str | None = None  # the sweep directory, the same for every job of a sweep
+    job_type: str | None = None  # the schedule
+    choices: dict[str, str] = field(default_factory=dict)  # the option names (cosine, adamw, digits)
+    tags: list[str] = field(default_factory=list)
+    job_num: int | None = None
 
 
 class Logger:
     """The interface: every method is optional. Rows arrive at log intervals, never every step."""
+
+    def __init__(self, *, run: RunInfo) -> None:
+        self.run_info = run
 
     def start(self) -> None:
         """Once the run directory is accepted and the run is built, before the first step.
@@ -28,37 +51,33 @@ class Logger:
     def log_row(self, row: Row) -> None:
         pass
 
-    def summary_fields(self) -> Dict[str, Any]:
+    def summary_fields(self) -> dict[str, Any]:
         """Fields this logger adds to summary.json (a W&B run's id and path, for instance)."""
         return {}
 
-    def finish(self, summary: Dict[str, Any], run_dir: Path) -> None:
+    def finish(self, summary: Summary, run_dir: Path) -> None:
         pass
 
     def abort(self, error: str) -> None:
         """The run raised instead of finishing: close anything opened in start(), marked as failed."""
 
 
-class LocalLogger(Logger):
-    """Draws plots/*.png from the run directory once the record is complete."""
-
-    def __init__(self, plots: bool = True, dpi: int = 110) -> None:
-        self.plots, self.dpi = plots, dpi
-
-    def finish(self, summary: Dict[str, Any], run_dir: Path) -> None:
-        if self.plots and summary["status"] != "interrupted":  # preempted jobs have seconds to exit
-            from lrexp.plots import draw_run_plots  # matplotlib only where used
-
-            draw_run_plots(run_dir, dpi=self.dpi)
-
-
-def build_loggers(node: DictConfig, run_info: Mapping[str, Any]) -> List[Logger]:
-    """The loggers the config selects, local first (W&B uploads the plots local draws)."""
-    loggers: List[Logger] = []
-    if "local" in node:
-        loggers.append(LocalLogger(**node.local))
-    if "wandb" in node:
-        from lrexp.loggers.wandb import WandbLogger  # wandb only where used
-
-        loggers.append(WandbLogger(node.wandb, run_info))
+def build_loggers(node: DictConfig, run: RunInfo) -> list[Logger]:
+    """Every logger the config selects, in composition order (``logger=wandb`` composes ``local``
+    first, so the plots exist when W&B uploads them)."""
+    loggers = []
+    for name, options in node.items():
+        group = f"logger.{name!s}"
+        check_signature(options, group, bound_positionally=0, supplied=("run",))
+        # Options through Hydra, the run's identity as a plain argument: instantiate() would turn a
+        # dataclass argument into a config node (and instantiate the _target_s inside its config).
+        make = call_target(options, group, _partial_=True, _convert_="all")
+        loggers.append(make(run=run))
     return loggers
+
+
+def unexpected_options(group: str, options: Mapping[str, Any]) -> None:
+    """Options a logger does not take (added with ``+logger.NAME.KEY=...``): one ConfigError."""
+    if options:
+        key = str(sorted(options)[0])
+        raise ConfigError(f"logger.{group}.{key}", options[key], f"not an option of logger.{group} (conf/logger/{group}.yaml lists them)")

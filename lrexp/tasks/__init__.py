@@ -1,24 +1,48 @@
-"""Tasks: what is trained, on which data.
+"""Tasks: what is trained, on which data. ``Task`` is the interface the training loop is written against.
 
 A task is any class a ``task/*.yaml`` points at with ``_target_``; lrexp calls it with the YAML's keys
-plus ``device`` and ``seed``. It provides:
-
-- ``model``: the ``nn.Module``, already on the device;
-- ``metrics``: the names ``evaluate`` returns, ``val_loss`` first;
-- ``param_groups()``: the optimizer's parameter groups (a ``name`` key names the group's LR column);
-- ``train_batch(step)``: the batch of an optimizer step, a pure function of (seed, step);
-- ``loss(model, x, y)``: the training loss of a batch;
-- ``evaluate(model)``: validation metrics as device tensors.
+plus ``device`` and ``seed``. Nothing outside the task's own module, YAML and (optional) schema knows
+about it: the loop, the record, the plots and the reports read what the task declares.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Protocol
+
 import torch
 from omegaconf import DictConfig
+from torch import nn
 
-from lrexp.build import call_target, check_signature
+from lrexp.record import Metric
+from lrexp.targets import call_target, check_signature
 
 
-def build_task(node: DictConfig, device: torch.device, seed: int):
+class Task(Protocol):
+    model: nn.Module  # already on the device
+    # What evaluate() returns, each with its direction, label and axis scale; the first is the loss
+    # (divergence, metric-driven schedules and the comparison go by it).
+    metrics: Sequence[Metric]
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups; a ``name`` key names the group's columns in metrics.csv."""
+        ...
+
+    def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of an optimizer step: a pure function of (seed, step), so resuming needs no loader state."""
+        ...
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch (a scalar tensor)."""
+        ...
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, torch.Tensor]:
+        """Every declared metric on a fixed split (``val``), keyed by metric name, as device tensors:
+        the caller reads them back in one host sync."""
+        ...
+
+
+def build_task(node: DictConfig, device: torch.device, seed: int) -> Task:
     check_signature(node, "task", bound_positionally=0, supplied=("device", "seed"))
-    return call_target(node, "task", device=device, seed=seed, _convert_="all")
+    task: Task = call_target(node, "task", device=device, seed=seed, _convert_="all")
+    return task

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrexp.errors import ConfigError
+from lrexp.record import Goal, Metric
 
 N_CLASSES = 10
 
@@ -25,8 +27,8 @@ N_CLASSES = 10
 def digits_file() -> Path:
     """The CSV that ``sklearn.datasets.load_digits`` parses.
 
-    Read directly because importing sklearn.datasets costs ~2 s, twice lrexp's start-up budget;
-    tests/test_tasks.py checks that the arrays equal load_digits()'s exactly.
+    Read directly because importing sklearn.datasets costs more than the rest of lrexp's start-up
+    (README, Performance); tests/test_tasks.py checks that the arrays equal load_digits()'s exactly.
     """
     spec = importlib.util.find_spec("sklearn")
     if spec is None or spec.origin is None:
@@ -34,28 +36,28 @@ def digits_file() -> Path:
     return Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
 
 
-def load_digits_arrays() -> Tuple[np.ndarray, np.ndarray]:
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """Images as float32 in [0, 16] (n, 64) and labels as int64 (n,)."""
     with gzip.open(digits_file(), "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float64)
     return table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64)
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices with each class in the same proportion in both (sorted)."""
     rng = np.random.default_rng(seed)
     train, val = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        n_val = int(round(val_fraction * len(idx)))
+        n_val = round(val_fraction * len(idx))
         val.append(idx[:n_val])
         train.append(idx[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    layers: List[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
@@ -63,7 +65,7 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
 
 
 class DigitsTask:
-    metrics = ("val_loss", "val_acc")
+    metrics = (Metric("loss", Goal.MIN, "loss", "log"), Metric("acc", Goal.MAX, "accuracy", "linear"))
 
     def __init__(
         self,
@@ -84,16 +86,16 @@ class DigitsTask:
         x = torch.from_numpy(images / 16.0).float()  # pixels 0..16 -> 0..1
         y = torch.from_numpy(labels)
         self.x_train, self.y_train = x[train_idx].to(device), y[train_idx].to(device)
-        self.x_val, self.y_val = x[val_idx].to(device), y[val_idx].to(device)
+        self.splits = {"val": (x[val_idx].to(device), y[val_idx].to(device))}
         self.batch_size, self.seed, self.device = batch_size, seed, device
         self.batches_per_epoch = len(train_idx) // batch_size  # the ragged tail is dropped, reshuffled each epoch
         self.model = mlp([images.shape[1], *hidden, N_CLASSES]).to(device)
         self._epoch = -1
 
-    def param_groups(self) -> List[Dict]:
+    def param_groups(self) -> list[dict]:
         return [{"params": list(self.model.parameters())}]
 
-    def train_batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, i = divmod(step, self.batches_per_epoch)
         if epoch != self._epoch:
             self._shuffle(epoch)
@@ -111,10 +113,8 @@ class DigitsTask:
         return F.cross_entropy(model(x), y)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> Dict[str, torch.Tensor]:
-        """Loss and accuracy on the whole validation set, as device tensors (the caller syncs once)."""
-        logits = model(self.x_val).float()
-        return {
-            "val_loss": F.cross_entropy(logits, self.y_val),
-            "val_acc": (logits.argmax(dim=1) == self.y_val).float().mean(),
-        }
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, torch.Tensor]:
+        """Loss and accuracy on a whole split, as device tensors (the caller syncs once)."""
+        x, y = self.splits[split]
+        logits = model(x).float()
+        return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(dim=1) == y).float().mean()}

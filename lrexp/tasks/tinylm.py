@@ -13,7 +13,6 @@ import math
 import os
 import sysconfig
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrexp.errors import ConfigError
+from lrexp.record import Goal, Metric
 
 VOCAB = 256  # bytes
 # The corpus is cut into this many equal chunks (fewer for a small corpus); an evenly spaced subset of
@@ -35,7 +35,7 @@ TEXT_SNIFF_BYTES = 8192
 # --- corpus --------------------------------------------------------------------------------------
 
 
-def stdlib_sources() -> List[Path]:
+def stdlib_sources() -> list[Path]:
     """The standard library's .py files, sorted by their path relative to the stdlib folder."""
     root = Path(sysconfig.get_paths()["stdlib"])
     files = []
@@ -50,11 +50,13 @@ def is_text(path: Path) -> bool:
         return b"\0" not in f.read(TEXT_SNIFF_BYTES)
 
 
-def corpus_files(corpus: Optional[str], corpus_glob: str) -> List[Path]:
+def corpus_files(corpus: str | None, corpus_glob: str) -> list[Path]:
     """The files of the corpus in reading order: a file, a folder's text files matching the glob, or the stdlib."""
     if corpus is None:
         return stdlib_sources()
     path = Path(corpus).expanduser()
+    if not path.exists():
+        raise ConfigError("task.corpus", corpus, "no such file or folder (a text file, a folder of text files, or null)")
     if path.is_file():
         files = [path] if is_text(path) else []
     else:
@@ -68,7 +70,7 @@ def corpus_files(corpus: Optional[str], corpus_glob: str) -> List[Path]:
     return files
 
 
-def read_corpus(files: List[Path], max_bytes: int) -> bytes:
+def read_corpus(files: list[Path], max_bytes: int) -> bytes:
     """The files' bytes concatenated in order, up to ``max_bytes`` (the last file is cut)."""
     parts, total = [], 0
     for path in files:
@@ -80,7 +82,7 @@ def read_corpus(files: List[Path], max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
-def split_chunks(n_bytes: int, context: int, val_fraction: float) -> Tuple[int, List[int], List[int]]:
+def split_chunks(n_bytes: int, context: int, val_fraction: float) -> tuple[int, list[int], list[int]]:
     """(chunk length, train chunk indices, validation chunk indices): a split fixed by the corpus alone.
 
     Validation chunks are evenly spaced through the corpus, so that both sets sample every part of it
@@ -99,9 +101,9 @@ def split_chunks(n_bytes: int, context: int, val_fraction: float) -> Tuple[int, 
 
 
 def gpt2(context: int, n_layer: int, n_head: int, n_embd: int, dropout: float) -> nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel  # ~2-7 s of imports: only tinylm runs pay them
+    from transformers import GPT2Config, GPT2LMHeadModel  # seconds of imports: only tinylm runs pay them
 
-    config = GPT2Config(
+    config = GPT2Config(  # type: ignore[call-arg]  # attn_implementation is a PretrainedConfig keyword
         vocab_size=VOCAB,
         n_positions=context,
         n_embd=n_embd,
@@ -130,7 +132,11 @@ def batch_seed(seed: int, step: int) -> int:
 
 
 class TinyLMTask:
-    metrics = ("val_loss", "val_acc", "val_bpb")  # val_acc: next-byte accuracy; val_bpb: bits per byte
+    metrics = (
+        Metric("loss", Goal.MIN, "loss", "log"),
+        Metric("acc", Goal.MAX, "next-byte accuracy", "linear"),
+        Metric("bpb", Goal.MIN, "bits per byte", "log"),
+    )
 
     def __init__(
         self,
@@ -140,7 +146,7 @@ class TinyLMTask:
         n_head: int,
         n_embd: int,
         dropout: float,
-        corpus: Optional[str],
+        corpus: str | None,
         corpus_glob: str,
         max_corpus_bytes: int,
         val_fraction: float,
@@ -149,10 +155,10 @@ class TinyLMTask:
         device: torch.device,
         seed: int,
     ) -> None:
-        for key, value in [("batch_size", batch_size), ("context", context), ("n_layer", n_layer), ("n_head", n_head),
+        for name, size in [("batch_size", batch_size), ("context", context), ("n_layer", n_layer), ("n_head", n_head),
                            ("n_embd", n_embd), ("max_corpus_bytes", max_corpus_bytes), ("eval_batches", eval_batches)]:
-            if value < 1:
-                raise ConfigError(f"task.{key}", value, "must be an integer > 0")
+            if size < 1:
+                raise ConfigError(f"task.{name}", size, "must be an integer > 0")
         if n_embd % n_head:
             raise ConfigError("task.n_head", n_head, f"must divide task.n_embd ({n_embd})")
         if not 0.0 <= dropout < 1.0:
@@ -164,7 +170,7 @@ class TinyLMTask:
         chunk_len, train_chunks, val_chunks = split_chunks(len(text), context, val_fraction)
         if not train_chunks:
             # Blame the cap when it cut the text, else the corpus itself.
-            key, value = ("task.max_corpus_bytes", max_corpus_bytes) if len(text) == max_corpus_bytes else ("task.corpus", corpus)
+            key, value = ("task.max_corpus_bytes", str(max_corpus_bytes)) if len(text) == max_corpus_bytes else ("task.corpus", str(corpus))
             raise ConfigError(key, value, f"{len(text)} bytes of text are too few for task.context={context} (at least {4 * (context + 1)})")
         self.n_bytes, self.chunk_len = len(text), chunk_len
         self.train_chunks, self.val_chunks = train_chunks, val_chunks
@@ -183,27 +189,28 @@ class TinyLMTask:
         k = torch.linspace(0, n_val_starts - 1, eval_batches * batch_size, dtype=torch.float64).long()
         starts = torch.tensor(val_chunks)[k // self._starts_per_chunk] * chunk_len + k % self._starts_per_chunk
         x_val, y_val = self._windows(starts.to(device))
-        self.x_val, self.y_val = x_val.split(batch_size), y_val.split(batch_size)
+        self.splits = {"val": (x_val.split(batch_size), y_val.split(batch_size))}
 
         self.model = gpt2(context, n_layer, n_head, n_embd, dropout).to(device)
 
-    def _windows(self, starts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _windows(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         windows = self.data[starts[:, None] + self._window].long()  # (batch, context + 1) byte ids
         return windows[:, :-1], windows[:, 1:]
 
-    def param_groups(self) -> List[Dict]:
+    def param_groups(self) -> list[dict]:
         """Weight decay on the matmul weights only; biases, LayerNorm and the embeddings are not decayed.
 
         The token embedding is also the output layer (tied); decay would pull the rows of rare bytes
         towards zero between their rare updates, so it goes with the no-decay group (as in GPT-3).
         """
         embeddings = {id(p) for m in self.model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for p in self.model.parameters():  # tied weights appear once
             (decay if p.ndim >= 2 and id(p) not in embeddings else no_decay).append(p)
         return [{"name": "decay", "params": decay}, {"name": "no_decay", "params": no_decay, "weight_decay": 0.0}]
 
-    def train_batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         self._generator.manual_seed(batch_seed(self.seed, step))
         k = torch.randint(self._n_train_starts, (self.batch_size,), generator=self._generator, device=self.device)
         return self._windows(self._train_chunk_offsets[k // self._starts_per_chunk] + k % self._starts_per_chunk)
@@ -214,14 +221,17 @@ class TinyLMTask:
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> Dict[str, torch.Tensor]:
-        """Mean next-byte loss, accuracy and bits per byte over the fixed validation windows (device tensors)."""
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for x, y in zip(self.x_val, self.y_val):
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, torch.Tensor]:
+        """Mean next-byte loss, accuracy and bits per byte over a split's fixed windows (device tensors).
+
+        Sums are accumulated out of place (``a = a + b``), so that the same code runs under torch.func.vmap.
+        """
+        xs, ys = self.splits[split]
+        loss_sum, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+        for x, y in zip(xs, ys):
             logits = model(input_ids=x).logits.flatten(0, 1).float()
-            loss_sum += F.cross_entropy(logits, y.flatten(), reduction="sum")
-            correct += (logits.argmax(dim=1) == y.flatten()).sum()
-        n = sum(y.numel() for y in self.y_val)
-        val_loss = loss_sum / n
-        return {"val_loss": val_loss, "val_acc": correct / n, "val_bpb": val_loss / math.log(2)}
+            loss_sum = loss_sum + F.cross_entropy(logits, y.flatten(), reduction="sum")
+            correct = correct + (logits.argmax(dim=1) == y.flatten()).sum()
+        n = sum(y.numel() for y in ys)
+        loss = loss_sum / n
+        return {"loss": loss, "acc": correct / n, "bpb": loss / math.log(2)}
