@@ -40,6 +40,8 @@ sys.path.insert(0, str(ROOT / "scripts"))  # plain_loop.py, run as a sibling scr
 
 from plain_loop import train_plain, train_plain_tinylm  # noqa: E402
 
+from lrexp.record import Summary  # noqa: E402
+
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
@@ -55,7 +57,7 @@ def compose_lrexp(*overrides: str):
         return hydra_compose("config", overrides=["run.progress=false", *overrides])
 
 
-def train_summary(cfg) -> dict:
+def train_summary(cfg) -> Summary:
     """lrexp's own loop in this process, no loggers (no plots): the run's summary."""
     from lrexp.train import train
 
@@ -65,7 +67,7 @@ def train_summary(cfg) -> dict:
 
 def lrexp_loop(steps: int, fused: bool = True) -> float:
     """lrexp's digits loop in this process (plots off, no progress bar): steps per second."""
-    return train_summary(compose_lrexp(f"run.steps={steps}", f"optimizer.fused={fused}", f"scheduler.T_max={steps // 3}"))["steps_per_s"]
+    return train_summary(compose_lrexp(f"run.steps={steps}", f"optimizer.fused={fused}", f"scheduler.T_max={steps // 3}")).steps_per_s
 
 
 def interleaved(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
@@ -163,11 +165,11 @@ def bench_tinylm(steps: int, rounds: int) -> dict[str, float]:
             task.eval_batches, log_every=run.log_every, eval_every=run.eval_every,
         )
 
-    parameters = train_summary(compose_lrexp("task=tinylm", "run.steps=3"))["parameters"]  # warm-up: imports, allocator
+    parameters = train_summary(compose_lrexp("task=tinylm", "run.steps=3")).parameters  # warm-up: imports, allocator
     plain(3)
     r = interleaved(
         {
-            "lrexp": lambda: train_summary(cfg)["steps_per_s"],
+            "lrexp": lambda: train_summary(cfg).steps_per_s,
             "plain": lambda: plain(steps),
             "peak": matmul_peak_flops,
         },
