@@ -11,6 +11,9 @@ import pytest
 from lrexp.record import read_metrics
 from tests.helpers import run_cli, summary_json, table_without_time, train_in_process
 
+# End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
+pytestmark = pytest.mark.slow
+
 ARGS = ["run.steps=20", "run.eval_every=10", "run.log_every=1", "run.progress=false"]
 
 

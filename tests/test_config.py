@@ -150,6 +150,7 @@ def test_schemas_reject_wrong_types_at_compose_time(override, key):
     assert key in str(e.value) or key in str(e.value.__cause__)
 
 
+@pytest.mark.slow
 def test_help_lists_groups_and_options(tmp_path):
     out = run_cli(["--help"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -159,6 +160,7 @@ def test_help_lists_groups_and_options(tmp_path):
         assert name in out.stdout
 
 
+@pytest.mark.slow
 def test_cfg_job_prints_the_composed_config(tmp_path):
     out = run_cli(["--cfg", "job", "scheduler=multistep"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -7,9 +7,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 import tomllib
 
 from tests.helpers import run_cli, summary_json
+
+# End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import matplotlib.image
+import pytest
 from matplotlib.figure import Figure
 
 from lrexp.plots import MARKER_STYLE, draw_lr
@@ -13,6 +14,7 @@ from tests.helpers import ARTICLE_SCHEDULES, run_cli
 from tests.test_schedules import REFERENCES, reference_lrs
 
 
+@pytest.mark.slow
 def test_preview_reproduces_the_article_lr_values_without_training(tmp_path):
     out = run_cli(["experiment=article", "--out", "curves"], cwd=tmp_path, module="lrexp.preview")
     assert out.returncode == 0, out.stderr
@@ -27,6 +29,7 @@ def test_preview_reproduces_the_article_lr_values_without_training(tmp_path):
     assert not list(tmp_path.glob("outputs")), "a preview trains nothing and writes no run"
 
 
+@pytest.mark.slow
 def test_preview_takes_overrides_and_says_what_it_cannot_draw(tmp_path):
     out = run_cli(["scheduler=wsd,plateau", "run.steps=600", "--out", "p"], cwd=tmp_path, module="lrexp.preview")
     assert out.returncode == 0, out.stderr

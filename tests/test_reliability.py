@@ -19,6 +19,9 @@ import torch
 from lrexp.record import read_metrics
 from tests.helpers import cli_env, run_cli, summary_json, table_without_time
 
+# End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
+pytestmark = pytest.mark.slow
+
 # (overrides, the key the message must name). Hydra rejects wrong types and unknown names while it
 # composes (its own multi-line message: key, value, the allowed type or choices); lrexp rejects the rest
 # before training, in exactly one line.

@@ -12,6 +12,9 @@ from lrexp.record import read_metrics
 from lrexp.tasks.digits import DigitsTask
 from tests.helpers import run_cli, summary_json, table_without_time, train_in_process
 
+# End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
+pytestmark = pytest.mark.slow
+
 CONTRACT_COLUMNS = ["step", "lr", "train_loss", "val_loss", "val_acc", "time_s"]
 PLOTS = ["lr.png", "loss.png", "val_acc.png", "overview.png"]  # one figure per metric the task declares beyond its loss
 

@@ -18,6 +18,9 @@ from torch.optim import lr_scheduler as S
 from lrexp.record import read_metrics
 from tests.helpers import SCHEDULES, train_in_process
 
+# End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
+pytestmark = pytest.mark.slow
+
 LR, STEPS = 5e-5, 3000
 ARTICLE = ["optimizer.lr=5e-5", "run.steps=3000", "run.log_every=1", "task.hidden=[16]"]
 

@@ -22,6 +22,9 @@ import yaml
 from lrexp.record import read_metrics
 from tests.helpers import run_cli, summary_json
 
+# End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
+pytestmark = pytest.mark.slow
+
 SHORT = ["run.steps=40", "run.log_every=5", "run.eval_every=20", "logger.local.plots=false"]
 
 

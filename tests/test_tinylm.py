@@ -41,6 +41,7 @@ def write_text(path: Path, n_sentences: int, seed: int = 0) -> bytes:
     return text.encode()
 
 
+@pytest.mark.slow
 def test_a_tiny_run_through_the_runner_writes_bpb_and_one_lr_column_per_group(tmp_path):
     s = train_in_process(tmp_path, *SMALL, "run.steps=6", "run.log_every=1", "run.eval_every=3", "scheduler=cosine_warmup")
     assert s["status"] == "completed" and s["task"] == "tinylm"
@@ -62,6 +63,7 @@ def test_a_tiny_run_through_the_runner_writes_bpb_and_one_lr_column_per_group(tm
     assert s["final_val_bpb"] == evaluated[-1]["val_bpb"] and s["best_val_bpb"] == min(r["val_bpb"] for r in evaluated)
 
 
+@pytest.mark.slow
 def test_validation_loss_falls_clearly_within_100_steps(tmp_path):
     s = train_in_process(tmp_path, *SMALL, "run.steps=100", "run.eval_every=50", "scheduler=cosine_warmup", "optimizer.lr=3e-3")
     first, *_, last = [r for r in read_metrics(tmp_path) if r["val_loss"] is not None]
@@ -73,6 +75,7 @@ def test_validation_loss_falls_clearly_within_100_steps(tmp_path):
     assert last["val_acc"] > first["val_acc"] + 0.05
 
 
+@pytest.mark.slow
 def test_a_corpus_file_is_read_whole_and_trains(tmp_path):
     text = write_text(tmp_path / "story.txt", 3000)
     task = make(corpus=str(tmp_path / "story.txt"))
@@ -83,6 +86,7 @@ def test_a_corpus_file_is_read_whole_and_trains(tmp_path):
     assert s["status"] == "completed" and last["val_loss"] < first["val_loss"] - 1.0
 
 
+@pytest.mark.slow
 def test_a_corpus_folder_reads_its_text_files_in_path_order(tmp_path):
     folder = tmp_path / "texts"
     (folder / "b").mkdir(parents=True)
@@ -106,6 +110,7 @@ def test_the_default_corpus_is_the_standard_library_in_a_fixed_order():
     assert task.n_bytes == 50_000 and bytes(task.data[:1000].tolist()) == files[0].read_bytes()[:1000]
 
 
+@pytest.mark.slow
 def test_a_missing_corpus_is_one_line_from_the_cli(tmp_path):
     missing = tmp_path / "no" / "such.txt"
     out = run_cli(["task=tinylm", f"task.corpus={missing}", "hydra.run.dir=run"], cwd=tmp_path)
@@ -209,6 +214,7 @@ class CrashOnce(TinyLMTask):
         return super().train_batch(step)
 
 
+@pytest.mark.slow
 def test_resuming_after_a_crash_reproduces_the_uninterrupted_run(tmp_path):
     run = [*SMALL, "task._target_=tests.test_tinylm.CrashOnce", "run.steps=12", "run.log_every=1",
            "run.eval_every=4", "run.checkpoint_every=6"]
@@ -220,6 +226,7 @@ def test_resuming_after_a_crash_reproduces_the_uninterrupted_run(tmp_path):
     assert table_without_time(read_metrics(tmp_path / "crashed")) == table_without_time(read_metrics(tmp_path / "whole"))
 
 
+@pytest.mark.slow
 def test_a_digits_run_never_imports_transformers(tmp_path):
     code = (
         "import sys; from pathlib import Path; from tests.helpers import train_in_process; "
@@ -231,6 +238,7 @@ def test_a_digits_run_never_imports_transformers(tmp_path):
     assert out.returncode == 0, out.stderr
 
 
+@pytest.mark.slow
 def test_the_report_tabulates_and_plots_bits_per_byte_and_does_not_invent_a_spread(tmp_path):
     """One run per schedule: the table adds the task's val_bpb; with no seeds to compare there is no ± and no verdict."""
     import csv

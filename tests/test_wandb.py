@@ -24,6 +24,9 @@ from lrexp.record import read_metrics
 from lrexp.tasks.digits import DigitsTask
 from tests.helpers import cli_env, compose_config, run_cli, summary_json
 
+# End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
+pytestmark = pytest.mark.slow
+
 WANDB_CLI = str(Path(sys.executable).with_name("wandb"))
 # Short runs; one torch thread leaves the second core to wandb's service process.
 QUICK = ["run.steps=30", "run.log_every=5", "run.eval_every=15", "run.threads=1"]

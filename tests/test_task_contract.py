@@ -1,0 +1,61 @@
+"""The task contract: a task written only in the tests (tests/sine_task.py, tests/conf/task/sine.yaml)
+trains end to end through the real CLI and appears in a sweep report with its own metrics, whose
+direction, label and scale come from its declaration; nothing in lrexp names it."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+import pytest
+
+from lrexp.record import read_metrics
+from tests.helpers import run_cli, summary_json
+
+ROOT = Path(__file__).resolve().parent.parent
+SEARCH = f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]"
+pytestmark = pytest.mark.slow  # real sweeps through the CLI
+
+
+@pytest.fixture(scope="module")
+def sine_sweep(tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("sine")
+    out = run_cli(
+        ["-m", "task=sine", SEARCH, "scheduler=cosine_warmup,constant", "seed=0,1", "optimizer.lr=3e-3",
+         "run.steps=150", "run.eval_every=50", "run.log_every=10", "hydra.sweep.dir=sweep"],
+        cwd=cwd, PYTHONPATH=str(ROOT),
+    )
+    assert out.returncode == 0, out.stderr
+    return cwd / "sweep"
+
+
+def test_the_record_declares_the_tasks_metrics_and_best_follows_their_direction(sine_sweep):
+    run = sine_sweep / "0"
+    s = summary_json(run)
+    assert s["status"] == "completed" and s["task"] == "sine"
+    assert [m["name"] for m in s["metrics"]] == ["mse", "r2"] and s["metrics"][1]["goal"] == "max"
+    rows = [r for r in read_metrics(run) if r["val_mse"] is not None]
+    assert list(read_metrics(run)[0]) == ["step", "lr", "train_loss", "val_mse", "val_r2", "time_s"]
+    assert s["best_val_mse"] == min(r["val_mse"] for r in rows)  # lower is better
+    assert s["best_val_r2"] == max(r["val_r2"] for r in rows)  # higher is better: declared, not guessed
+    assert rows[-1]["val_r2"] > 0.5, "the model must actually learn the sine"
+    for name in ("lr", "loss", "val_r2", "overview"):
+        assert (run / "plots" / f"{name}.png").stat().st_size > 5000, name
+
+
+def test_the_sweep_report_ranks_and_tabulates_by_the_tasks_own_metrics(sine_sweep):
+    with open(sine_sweep / "summary.csv", newline="") as f:
+        table = {r["scheduler"]: r for r in csv.DictReader(f)}
+    means = {}
+    for sched in ("cosine_warmup", "constant"):
+        jobs = [d for d in sine_sweep.iterdir() if d.name.isdigit() and summary_json(d)["scheduler"] == sched]
+        finals = [summary_json(d)["final_val_mse"] for d in jobs]
+        means[sched] = statistics.fmean(finals)
+        assert float(table[sched]["final_val_mse_mean"]) == pytest.approx(means[sched], rel=1e-12)
+        assert float(table[sched]["final_val_r2_mean"]) == pytest.approx(statistics.fmean(summary_json(d)["final_val_r2"] for d in jobs), rel=1e-12)
+    assert [s for s, r in sorted(table.items(), key=lambda kv: int(kv[1]["rank"]))] == sorted(means, key=means.get)
+    md = (sine_sweep / "report.md").read_text()
+    assert "| final val mse | final val r2 |" in md and "mean squared error" in md
+    for figure in ("val_mse", "val_r2", "ranking"):
+        assert (sine_sweep / "report" / f"{figure}.png").stat().st_size > 5000, figure
