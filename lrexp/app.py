@@ -119,7 +119,9 @@ def run_info(cfg: DictConfig, hc: Any, choices: dict[str, Any]) -> RunInfo:
     """How a run is identified to experiment trackers: name, group (its sweep), kind, config."""
     # The name: the schedule and seed, then the overrides that say what the run *is* (not the
     # schedule and seed again, nor what leaves its numbers unchanged).
-    overrides = [o for o in hc.overrides.task if not o.lstrip("+~").startswith(("scheduler", "seed")) and not is_neutral(o.split("=", 1)[0])]
+    overrides = [
+        o for o in hc.overrides.task if not o.lstrip("+~").startswith(("scheduler", "seed")) and not is_neutral(o.split("=", 1)[0])
+    ]
     name = "-".join(str(p) for p in (choices.get("scheduler"), f"seed{cfg.seed}") if p)
     multirun = hc.mode == RunMode.MULTIRUN
     return RunInfo(

@@ -223,8 +223,14 @@ def table_header(comparison: Comparison) -> list[str]:
 def table_cells(row: dict[str, Any], comparison: Comparison) -> list[str]:
     finals = [fmt(row[f"final_val_{m.name}_mean"], row[f"final_val_{m.name}_std"]) for m in comparison.metrics]
     return [
-        str(row["rank"] or "-"), str(row[comparison.group_key]), row["settings"] or "-", str(row["runs"]),
-        *finals, fmt(row[f"best_{comparison.loss.column('val')}"]), str(row["diverged"]), str(row["failed"]),
+        str(row["rank"] or "-"),
+        str(row[comparison.group_key]),
+        row["settings"] or "-",
+        str(row["runs"]),
+        *finals,
+        fmt(row[f"best_{comparison.loss.column('val')}"]),
+        str(row["diverged"]),
+        str(row["failed"]),
     ]
 
 
@@ -258,8 +264,11 @@ def headline(comparison: Comparison) -> str:
         else:
             spread = max(stds)
             text += ", a gap " + (
-                "larger than the seed-to-seed spread" if gap > 2 * spread else
-                "within the seed-to-seed spread: not a clear win" if gap <= spread else "comparable to the seed-to-seed spread"
+                "larger than the seed-to-seed spread"
+                if gap > 2 * spread
+                else "within the seed-to-seed spread: not a clear win"
+                if gap <= spread
+                else "comparable to the seed-to-seed spread"
             )
     return text + "."
 

@@ -22,7 +22,7 @@ MARKER_STYLE: dict[str, Any] = dict(color="red", linestyle="--", linewidth=1.2)
 
 
 def schedule_title(name: str | None, target: str | None) -> str:
-    """"cosine (CosineAnnealingLR)": the option name and the callable it points at."""
+    """ "cosine (CosineAnnealingLR)": the option name and the callable it points at."""
     target = (target or "").rsplit(".", 1)[-1]
     name = name or target
     return f"{name} ({target})" if target and target != name else name

@@ -14,9 +14,7 @@ from typing import Any
 
 # SIGTERM: SLURM preemption / `kill`. SIGUSR1 and SIGUSR2: the "time is nearly up" signals that SLURM
 # sends when asked (submitit's default is SIGUSR2). SIGINT: Ctrl-C.
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT") if hasattr(signal, name)
-)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT") if hasattr(signal, name))
 
 
 class StopRequest:

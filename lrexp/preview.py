@@ -80,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         combos = expand(a.overrides)
-        varying = [k for k in {o.split("=", 1)[0] for c in combos for o in c} if len({o for c in combos for o in c if o.startswith(k + "=")}) > 1]
+        varying = [
+            k for k in {o.split("=", 1)[0] for c in combos for o in c} if len({o for c in combos for o in c if o.startswith(k + "=")}) > 1
+        ]
         curves, skipped = [], []
         from hydra import initialize_config_module
 

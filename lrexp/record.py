@@ -275,10 +275,7 @@ class MetricsWriter:
 def read_metrics(run_dir: Path) -> list[Row]:
     """metrics.csv as dicts of floats (``step`` as int), None where a cell is empty."""
     with open(run_dir / METRICS_FILE, newline="") as f:
-        return [
-            {k: (int(v) if k == STEP else float(v)) if v != "" else None for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+        return [{k: (int(v) if k == STEP else float(v)) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def column(rows: Sequence[Row], name: str) -> tuple[tuple[int, ...], tuple[float, ...]]:

@@ -178,8 +178,13 @@ def sensitivity_figure(comparison: Comparison, color: dict[str, str]) -> Figure:
 
 
 def cell_row(cell: Cell, comparison: Comparison) -> dict[str, Any]:
-    row: dict[str, Any] = {comparison.group_key: cell.group, **cell.keys, "runs": len(cell.runs),
-                           "completed": cell.count(Status.COMPLETED), "diverged": cell.count(Status.DIVERGED)}
+    row: dict[str, Any] = {
+        comparison.group_key: cell.group,
+        **cell.keys,
+        "runs": len(cell.runs),
+        "completed": cell.count(Status.COMPLETED),
+        "diverged": cell.count(Status.DIVERGED),
+    }
     for metric in comparison.metrics:
         column = metric.column("val")
         row[f"final_{column}_mean"], row[f"final_{column}_std"] = cell.stat(column)
@@ -211,7 +216,9 @@ def notes(comparison: Comparison, base: Path) -> list[str]:
     for g, cell in comparison.best.items():
         frac = max((r.summary.lr_stalled_fraction or 0.0) for r in cell.runs)
         if frac > STALL_NOTABLE:
-            out.append(f"{g}: the LR stays below {STALL_RATIO:g} x its peak for {100 * frac:.0f}% of the run: training effectively stopped early")
+            out.append(
+                f"{g}: the LR stays below {STALL_RATIO:g} x its peak for {100 * frac:.0f}% of the run: training effectively stopped early"
+            )
     return out
 
 
@@ -265,16 +272,16 @@ def render_html(comparison: Comparison, figures: dict[str, Path], title: str, sp
 <title>{esc(title)}</title><style>{CSS}</style></head>
 <body>
 <h1>{esc(title)}</h1>
-<p class="meta">Grouped by <code>{esc(key)}</code>; varying keys: {esc(', '.join(comparison.varying) or 'none')}.
-Numbers are mean ± std over seeds of completed runs; curves show the mean with a {band} band{', training loss EMA-smoothed ' + format(smoothing, 'g') if smoothing else ''}.</p>
+<p class="meta">Grouped by <code>{esc(key)}</code>; varying keys: {esc(", ".join(comparison.varying) or "none")}.
+Numbers are mean ± std over seeds of completed runs; curves show the mean with a {band} band{", training loss EMA-smoothed " + format(smoothing, "g") if smoothing else ""}.</p>
 <p class="headline" id="headline">{esc(headline(comparison))}</p>
-<table id="summary"><thead><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr></thead><tbody>{rows}</tbody></table>
-{f'<h2>Notes</h2><ul id="notes">{note_items}</ul>' if note_items else ''}
+<table id="summary"><thead><tr>{"".join(f"<th>{esc(h)}</th>" for h in head)}</tr></thead><tbody>{rows}</tbody></table>
+{f'<h2>Notes</h2><ul id="notes">{note_items}</ul>' if note_items else ""}
 <h2>Figures</h2>
 {images}
 <h2>Runs</h2>
 <details><summary>{len(comparison.runs)} run directories</summary>
-<table><thead><tr><th>directory</th><th>{esc(key)}</th><th>seed</th><th>status</th><th>final {esc(loss.replace('_', ' '))}</th></tr></thead>
+<table><thead><tr><th>directory</th><th>{esc(key)}</th><th>seed</th><th>status</th><th>final {esc(loss.replace("_", " "))}</th></tr></thead>
 <tbody>{run_items}</tbody></table></details>
 </body></html>
 """

@@ -43,11 +43,7 @@ def check_signature(node: DictConfig, group: str, bound_positionally: int = 1, s
     except (TypeError, ValueError):  # a builtin without a signature: nothing to check against
         return
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
-    named = [
-        p
-        for p in params[bound_positionally:]
-        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in supplied
-    ]
+    named = [p for p in params[bound_positionally:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in supplied]
     names = {p.name for p in named}
     given = [k for k in node.keys() if k not in _HYDRA_KEYS]
     for key in given:

@@ -81,8 +81,11 @@ def save_report(comparison: Comparison | None, where: dict[str, Any], metrics: l
 
     has_key, key = configured_credentials(wandb)
     if not has_key:  # wandb.Api() would prompt for a key on a terminal and wait: say it instead
-        print("lrexp.wandb_report: error: no W&B API key configured (set WANDB_API_KEY or run `wandb login`); "
-              "--dry-run writes the spec without network", file=sys.stderr)
+        print(
+            "lrexp.wandb_report: error: no W&B API key configured (set WANDB_API_KEY or run `wandb login`); "
+            "--dry-run writes the spec without network",
+            file=sys.stderr,
+        )
         return 1
     try:
         # Online, every runset names its entity: by default the one the API key belongs to.
@@ -92,8 +95,10 @@ def save_report(comparison: Comparison | None, where: dict[str, Any], metrics: l
         url = report.url
     except Exception as e:
         message = redacted(describe(e), key)
-        print(f"lrexp.wandb_report: error: could not save the report to W&B ({message}); "
-              "--dry-run writes its spec without network", file=sys.stderr)
+        print(
+            f"lrexp.wandb_report: error: could not save the report to W&B ({message}); --dry-run writes its spec without network",
+            file=sys.stderr,
+        )
         return 1
     if spec_out is not None:
         write_spec(report, spec_out)
@@ -113,7 +118,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--group", help="W&B group of the sweep's runs (default: recorded in the runs)")
     p.add_argument("--group-by", help="the key whose values are compared (default: scheduler, if it varies)")
     p.add_argument("--dry-run", action="store_true", help="write the report spec as JSON; no network")
-    p.add_argument("--out", type=Path, help=f"where the spec goes (default: DIR/{SPEC_FILE} for one DIR, else ./{SPEC_FILE}; when saving, only if given)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help=f"where the spec goes (default: DIR/{SPEC_FILE} for one DIR, else ./{SPEC_FILE}; when saving, only if given)",
+    )
     return p.parse_args(argv)
 
 
@@ -147,8 +156,14 @@ def build_wandb_report(
 
     def curve(metric: str, title: str, x: int, y: int) -> Any:
         return wr.LinePlot(
-            title=title, x=STEP, y=[metric], title_x="step", title_y=metric,
-            groupby=f"config.{by}", groupby_aggfunc="mean", groupby_rangefunc=SPREAD,
+            title=title,
+            x=STEP,
+            y=[metric],
+            title_x="step",
+            title_y=metric,
+            groupby=f"config.{by}",
+            groupby_aggfunc="mean",
+            groupby_rangefunc=SPREAD,
             layout=wr.Layout(x=x, y=y, w=12, h=8),
         )
 
@@ -162,7 +177,9 @@ def build_wandb_report(
         columns.insert(0, wr.ParallelCoordinatesPlotColumn(metric=wr.Config(by), display_name=group_key))
     columns += [
         wr.ParallelCoordinatesPlotColumn(metric=wr.Config("optimizer.lr"), display_name="peak LR", log=True),
-        wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(f"final_{metrics[0].column('val')}"), display_name=f"final val {metrics[0].name}"),
+        wr.ParallelCoordinatesPlotColumn(
+            metric=wr.SummaryMetric(f"final_{metrics[0].column('val')}"), display_name=f"final val {metrics[0].name}"
+        ),
     ]
 
     blocks: list[Any] = [wr.P(summary_text(comparison))]
@@ -172,7 +189,9 @@ def build_wandb_report(
         wr.PanelGrid(
             runsets=[runset()],
             panels=[
-                wr.ParallelCoordinatesPlot(title="schedule, peak LR, final validation loss", columns=columns, layout=wr.Layout(x=0, y=0, w=24, h=8)),
+                wr.ParallelCoordinatesPlot(
+                    title="schedule, peak LR, final validation loss", columns=columns, layout=wr.Layout(x=0, y=0, w=24, h=8)
+                ),
                 wr.RunComparer(diff_only="split", layout=wr.Layout(x=0, y=8, w=24, h=10)),
             ],
         ),
@@ -180,7 +199,14 @@ def build_wandb_report(
     if comparison is not None:
         blocks += [wr.H2("Local comparison table"), wr.MarkdownBlock(text=markdown_table(comparison))]
     title = f"lrexp: {group_key} comparison" + (f" ({sweep_name(group)})" if group else "")
-    return wr.Report(entity=entity or "", project=project, title=title[:128], description=headline(comparison) if comparison else NO_LOCAL_RUNS, blocks=blocks, width="fluid")
+    return wr.Report(
+        entity=entity or "",
+        project=project,
+        title=title[:128],
+        description=headline(comparison) if comparison else NO_LOCAL_RUNS,
+        blocks=blocks,
+        width="fluid",
+    )
 
 
 def report_spec(report: Any) -> dict[str, Any]:
@@ -238,7 +264,9 @@ def plural(n: int, word: str) -> str:
 def recorded_wandb(runs: Sequence[Run]) -> dict[str, Any]:
     """project, entity and group, where every run that went to W&B recorded the same value."""
     out: dict[str, Any] = {}
-    records = [r.summary.extra["wandb"] for r in runs if isinstance(r.summary.extra.get("wandb"), dict) and r.summary.extra["wandb"].get("id")]
+    records = [
+        r.summary.extra["wandb"] for r in runs if isinstance(r.summary.extra.get("wandb"), dict) and r.summary.extra["wandb"].get("id")
+    ]
     for field in ("project", "entity", "group"):
         values = {rec.get(field) for rec in records} - {None}
         if len(values) == 1:

@@ -124,7 +124,9 @@ def bench_startup(rounds: int) -> dict[str, float]:
             run_dir = work / f"run{i}"
             subprocess.run(
                 [py, "-m", "lrexp", "run.steps=20", "logger.local.plots=false", f"hydra.run.dir={run_dir}"],
-                cwd=work, check=True, capture_output=True,
+                cwd=work,
+                check=True,
+                capture_output=True,
             )
             lrexp_first.append(json.loads((run_dir / "summary.json").read_text())["time_to_first_step_s"])
     finally:
@@ -161,8 +163,16 @@ def bench_tinylm(steps: int, rounds: int) -> dict[str, float]:
 
     def plain(n_steps: int) -> float:
         return train_plain_tinylm(
-            n_steps, task.batch_size, task.context, task.n_layer, task.n_head, task.n_embd, task.max_corpus_bytes,
-            task.eval_batches, log_every=run.log_every, eval_every=run.eval_every,
+            n_steps,
+            task.batch_size,
+            task.context,
+            task.n_layer,
+            task.n_head,
+            task.n_embd,
+            task.max_corpus_bytes,
+            task.eval_batches,
+            log_every=run.log_every,
+            eval_every=run.eval_every,
         )
 
     parameters = train_summary(compose_lrexp("task=tinylm", "run.steps=3")).parameters  # warm-up: imports, allocator
@@ -240,8 +250,13 @@ def bench_sweep(steps: int) -> dict[str, float]:
         jobs = sum(1 for p in (work / "joblib").iterdir() if p.name.isdigit())
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"sweep_jobs": jobs, "sweep_steps_per_job": steps, "sweep_basic_s": basic, "sweep_joblib_s": joblib,
-            "sweep_joblib_speedup": basic / joblib}
+    return {
+        "sweep_jobs": jobs,
+        "sweep_steps_per_job": steps,
+        "sweep_basic_s": basic,
+        "sweep_joblib_s": joblib,
+        "sweep_joblib_speedup": basic / joblib,
+    }
 
 
 SECTIONS = {
@@ -285,8 +300,14 @@ def main() -> None:
         results[name] = SECTIONS[name](a.quick)
     import torch
 
-    meta = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(), "machine": platform.machine(), "quick": a.quick}
+    meta = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "quick": a.quick,
+    }
     width = max(len(k) for r in results.values() for k in r)
     print(f"lrexp bench ({', '.join(f'{k} {v}' for k, v in meta.items())})")
     for section, r in results.items():

@@ -88,16 +88,24 @@ def train_plain_tinylm(
     n_train = int(0.95 * len(data))
     train_data, val_data = data[:n_train], data[n_train:]
     config = GPT2Config(
-        vocab_size=256, n_positions=context, n_embd=n_embd, n_layer=n_layer, n_head=n_head, resid_pdrop=0.0,
-        embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_pytorch_tanh", attn_implementation="sdpa",
-        use_cache=False, bos_token_id=None, eos_token_id=None,
+        vocab_size=256,
+        n_positions=context,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        activation_function="gelu_pytorch_tanh",
+        attn_implementation="sdpa",
+        use_cache=False,
+        bos_token_id=None,
+        eos_token_id=None,
     )
     model = GPT2LMHeadModel(config)
     decay = [p for n, p in model.named_parameters() if p.ndim == 2 and "wte" not in n and "wpe" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim == 2 and "wte" not in n and "wpe" not in n)]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, fused=True
-    )
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, fused=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps // 3))
     offsets = torch.arange(context + 1)
     val_starts = torch.linspace(0, len(val_data) - context - 2, eval_batches * batch_size).long()

@@ -16,8 +16,16 @@ import tempfile
 from pathlib import Path
 
 FIGURES = Path(__file__).resolve().parent / "figures"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def lrexp(*args: str, module: str = "lrexp", cwd: Path) -> None:
@@ -39,9 +47,16 @@ def main() -> None:
         if browser is None:
             raise SystemExit("report.png needs Debian's chromium (apt-get install -y chromium)")
         subprocess.run(
-            [browser, *CHROMIUM_FLAGS, f"--user-data-dir={work / 'profile'}", "--window-size=1280,1250",
-             f"--screenshot={FIGURES / 'report.png'}", (work / "sweep" / "report.html").as_uri()],
-            check=True, capture_output=True,
+            [
+                browser,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={work / 'profile'}",
+                "--window-size=1280,1250",
+                f"--screenshot={FIGURES / 'report.png'}",
+                (work / "sweep" / "report.html").as_uri(),
+            ],
+            check=True,
+            capture_output=True,
         )
     for p in sorted(FIGURES.glob("*.png")):
         print(p)

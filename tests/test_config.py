@@ -33,8 +33,19 @@ def test_defaults_compose_to_a_trainable_run():
 
 def test_every_schedule_is_in_the_group():
     assert set(SCHEDULES) >= {
-        "exp", "cosine", "step", "poly_warmup", "multistep", "constant", "linear_warmup",
-        "cosine_warmup", "wsd", "onecycle", "sgdr", "inverse_sqrt", "plateau",
+        "exp",
+        "cosine",
+        "step",
+        "poly_warmup",
+        "multistep",
+        "constant",
+        "linear_warmup",
+        "cosine_warmup",
+        "wsd",
+        "onecycle",
+        "sgdr",
+        "inverse_sqrt",
+        "plateau",
     }
 
 
@@ -108,10 +119,26 @@ def test_logger_choices(choice):
 @pytest.mark.parametrize(
     "steps, expected",
     [
-        (3000, {"cosine.T_max": 1000, "step.step_size": 500, "multistep.milestones": [1000, 2000],
-                "poly_warmup.num_warmup_steps": 100, "poly_warmup.num_training_steps": 3000}),
-        (600, {"cosine.T_max": 200, "step.step_size": 100, "multistep.milestones": [200, 400],
-               "poly_warmup.num_warmup_steps": 20, "poly_warmup.num_training_steps": 600}),
+        (
+            3000,
+            {
+                "cosine.T_max": 1000,
+                "step.step_size": 500,
+                "multistep.milestones": [1000, 2000],
+                "poly_warmup.num_warmup_steps": 100,
+                "poly_warmup.num_training_steps": 3000,
+            },
+        ),
+        (
+            600,
+            {
+                "cosine.T_max": 200,
+                "step.step_size": 100,
+                "multistep.milestones": [200, 400],
+                "poly_warmup.num_warmup_steps": 20,
+                "poly_warmup.num_training_steps": 600,
+            },
+        ),
     ],
 )
 def test_schedule_lengths_follow_run_steps(steps, expected):

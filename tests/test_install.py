@@ -21,14 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_config_group_folder_is_declared_as_a_package():
     """A group folder missing from pyproject.toml's packages would silently be left out of the wheel."""
     declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    folders = {"lrexp.conf." + ".".join(p.relative_to(ROOT / "conf").parts) for p in (ROOT / "conf").rglob("*") if p.is_dir() and p.name != "__pycache__"}
+    folders = {
+        "lrexp.conf." + ".".join(p.relative_to(ROOT / "conf").parts)
+        for p in (ROOT / "conf").rglob("*")
+        if p.is_dir() and p.name != "__pycache__"
+    }
     assert folders <= declared, folders - declared
 
 
 def test_the_wheel_carries_the_configs_and_runs_from_another_directory(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(ROOT)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     (wheel,) = (tmp_path / "dist").glob("lrexp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -36,15 +41,24 @@ def test_the_wheel_carries_the_configs_and_runs_from_another_directory(tmp_path)
     assert yamls and yamls <= names, yamls - names
 
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run(
-        [sys.executable, "-c", "import lrexp; print(lrexp.__file__)"], cwd=elsewhere, env={"PYTHONPATH": str(site)},
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", "import lrexp; print(lrexp.__file__)"],
+        cwd=elsewhere,
+        env={"PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert where.startswith(str(site)), where  # the wheel's copy, not the checkout's
-    out = run_cli(["scheduler=step", "run.steps=12", "run.eval_every=6", "logger.local.plots=false", "hydra.run.dir=run"],
-                  cwd=elsewhere, PYTHONPATH=str(site))
+    out = run_cli(
+        ["scheduler=step", "run.steps=12", "run.eval_every=6", "logger.local.plots=false", "hydra.run.dir=run"],
+        cwd=elsewhere,
+        PYTHONPATH=str(site),
+    )
     assert out.returncode == 0, out.stderr
     assert summary_json(elsewhere / "run")["status"] == "completed"

@@ -96,8 +96,15 @@ def test_a_diverging_run_stops_keeps_its_record_and_exits_zero(tmp_path):
 
 def test_a_sweep_with_a_diverging_and_a_failing_job_goes_on(tmp_path):
     out = run_cli(
-        ["-m", "optimizer.lr=1e-3,1000,-1", "run.steps=60", "run.log_every=5", "run.eval_every=20",
-         "logger.local.plots=false", "hydra.sweep.dir=sweep"],
+        [
+            "-m",
+            "optimizer.lr=1e-3,1000,-1",
+            "run.steps=60",
+            "run.log_every=5",
+            "run.eval_every=20",
+            "logger.local.plots=false",
+            "hydra.sweep.dir=sweep",
+        ],
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
@@ -109,8 +116,14 @@ def test_a_sweep_with_a_diverging_and_a_failing_job_goes_on(tmp_path):
 
 # --- resume, kill -9, signals ----------------------------------------------------------------------
 
-RESUMABLE = ["scheduler=multistep", "run.steps=1500", "run.log_every=1", "run.eval_every=100",
-             "run.checkpoint_every=100", "logger.local.plots=false"]
+RESUMABLE = [
+    "scheduler=multistep",
+    "run.steps=1500",
+    "run.log_every=1",
+    "run.eval_every=100",
+    "run.checkpoint_every=100",
+    "logger.local.plots=false",
+]
 TIMINGS = ("wall_time_s", "steps_per_s", "time_to_first_step_s")
 
 
@@ -130,7 +143,11 @@ def uninterrupted(tmp_path_factory) -> Path:
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "lrexp", *RESUMABLE, f"hydra.run.dir={run_dir}", *extra],
-        cwd=run_dir.parent, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=run_dir.parent,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -100,7 +100,12 @@ def test_the_logged_lr_is_the_applied_one_not_the_next_steps(tmp_path):
 def test_plateau_receives_the_validation_loss_at_every_evaluation(tmp_path):
     """ReduceLROnPlateau is stepped with each logged val_loss; its LR then equals a hand-fed reference."""
     train_in_process(
-        tmp_path, "scheduler=plateau", "optimizer.lr=3e-3", "run.steps=1500", "run.eval_every=25", "run.log_every=1",
+        tmp_path,
+        "scheduler=plateau",
+        "optimizer.lr=3e-3",
+        "run.steps=1500",
+        "run.eval_every=25",
+        "run.log_every=1",
         "task.hidden=[16]",
     )
     rows = read_metrics(tmp_path)

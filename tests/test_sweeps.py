@@ -87,7 +87,10 @@ def test_report_table_matches_the_runs_own_metrics(basic_sweep):
         assert int(row["diverged"]) == 0
     cells = read_csv(basic_sweep / "cells.csv")
     assert sorted((c["scheduler"], c["optimizer.lr"], c["diverged"]) for c in cells) == [
-        ("cosine", "0.001", "0"), ("cosine", "1000", "2"), ("exp", "0.001", "0"), ("exp", "1000", "2")
+        ("cosine", "0.001", "0"),
+        ("cosine", "1000", "2"),
+        ("exp", "0.001", "0"),
+        ("exp", "1000", "2"),
     ]
     md = (basic_sweep / "report.md").read_text()
     assert f"{table[0]['scheduler']} wins" in md and "diverged at step" in md
@@ -163,9 +166,19 @@ def chromium() -> str:
 def test_report_html_opens_offline_in_a_real_browser_with_every_image_decoded(basic_sweep, tmp_path):
     page = tmp_path / "report.html"
     page.write_text((basic_sweep / "report.html").read_text().replace("</body>", PROBE + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1366,900", "--virtual-time-budget=10000"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1366,900",
+        "--virtual-time-budget=10000",
+    ]
     out = subprocess.run([chromium(), *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     match = re.search(r'data-check="([^"]*)"', out.stdout)
     assert match, f"the page did not finish loading: {out.stderr[-2000:]}"

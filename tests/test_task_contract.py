@@ -22,9 +22,20 @@ pytestmark = pytest.mark.slow  # real sweeps through the CLI
 def sine_sweep(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("sine")
     out = run_cli(
-        ["-m", "task=sine", SEARCH, "scheduler=cosine_warmup,constant", "seed=0,1", "optimizer.lr=3e-3",
-         "run.steps=150", "run.eval_every=50", "run.log_every=10", "hydra.sweep.dir=sweep"],
-        cwd=cwd, PYTHONPATH=str(ROOT),
+        [
+            "-m",
+            "task=sine",
+            SEARCH,
+            "scheduler=cosine_warmup,constant",
+            "seed=0,1",
+            "optimizer.lr=3e-3",
+            "run.steps=150",
+            "run.eval_every=50",
+            "run.log_every=10",
+            "hydra.sweep.dir=sweep",
+        ],
+        cwd=cwd,
+        PYTHONPATH=str(ROOT),
     )
     assert out.returncode == 0, out.stderr
     return cwd / "sweep"
@@ -53,7 +64,9 @@ def test_the_sweep_report_ranks_and_tabulates_by_the_tasks_own_metrics(sine_swee
         finals = [summary_json(d)["final_val_mse"] for d in jobs]
         means[sched] = statistics.fmean(finals)
         assert float(table[sched]["final_val_mse_mean"]) == pytest.approx(means[sched], rel=1e-12)
-        assert float(table[sched]["final_val_r2_mean"]) == pytest.approx(statistics.fmean(summary_json(d)["final_val_r2"] for d in jobs), rel=1e-12)
+        assert float(table[sched]["final_val_r2_mean"]) == pytest.approx(
+            statistics.fmean(summary_json(d)["final_val_r2"] for d in jobs), rel=1e-12
+        )
     assert [s for s, r in sorted(table.items(), key=lambda kv: int(kv[1]["rank"]))] == sorted(means, key=means.get)
     md = (sine_sweep / "report.md").read_text()
     assert "| final val mse | final val r2 |" in md and "mean squared error" in md

@@ -19,10 +19,29 @@ from lrexp.tasks.tinylm import TinyLMTask, stdlib_sources
 from tests.helpers import compose_config, run_cli, table_without_time, train_in_process
 
 # Small enough that a step takes milliseconds on one CPU core, big enough to learn something.
-SMALL = ["task=tinylm", "task.n_embd=64", "task.n_head=2", "task.n_layer=2", "task.context=64",
-         "task.batch_size=16", "task.eval_batches=4", "task.max_corpus_bytes=400000"]
-SMALL_TASK = dict(batch_size=16, context=64, n_layer=1, n_head=2, n_embd=32, dropout=0.0, corpus=None,
-                  corpus_glob="**/*", max_corpus_bytes=200_000, val_fraction=0.05, eval_batches=2)
+SMALL = [
+    "task=tinylm",
+    "task.n_embd=64",
+    "task.n_head=2",
+    "task.n_layer=2",
+    "task.context=64",
+    "task.batch_size=16",
+    "task.eval_batches=4",
+    "task.max_corpus_bytes=400000",
+]
+SMALL_TASK = dict(
+    batch_size=16,
+    context=64,
+    n_layer=1,
+    n_head=2,
+    n_embd=32,
+    dropout=0.0,
+    corpus=None,
+    corpus_glob="**/*",
+    max_corpus_bytes=200_000,
+    val_fraction=0.05,
+    eval_batches=2,
+)
 
 WORDS = "the a schedule warms up then decays slowly and loss falls while rate rises per step".split()
 
@@ -80,8 +99,9 @@ def test_a_corpus_file_is_read_whole_and_trains(tmp_path):
     text = write_text(tmp_path / "story.txt", 3000)
     task = make(corpus=str(tmp_path / "story.txt"))
     assert task.n_bytes == len(text) and bytes(task.data.tolist()) == text
-    s = train_in_process(tmp_path / "run", *SMALL, f"task.corpus={tmp_path / 'story.txt'}", "run.steps=40",
-                         "run.eval_every=20", "optimizer.lr=3e-3")
+    s = train_in_process(
+        tmp_path / "run", *SMALL, f"task.corpus={tmp_path / 'story.txt'}", "run.steps=40", "run.eval_every=20", "optimizer.lr=3e-3"
+    )
     first, *_, last = [r for r in read_metrics(tmp_path / "run") if r["val_loss"] is not None]
     assert s["status"] == "completed" and last["val_loss"] < first["val_loss"] - 1.0
 
@@ -216,8 +236,14 @@ class CrashOnce(TinyLMTask):
 
 @pytest.mark.slow
 def test_resuming_after_a_crash_reproduces_the_uninterrupted_run(tmp_path):
-    run = [*SMALL, "task._target_=tests.test_tinylm.CrashOnce", "run.steps=12", "run.log_every=1",
-           "run.eval_every=4", "run.checkpoint_every=6"]
+    run = [
+        *SMALL,
+        "task._target_=tests.test_tinylm.CrashOnce",
+        "run.steps=12",
+        "run.log_every=1",
+        "run.eval_every=4",
+        "run.checkpoint_every=6",
+    ]
     train_in_process(tmp_path / "whole", *run)
     CrashOnce.armed = True
     with pytest.raises(RuntimeError, match="simulated crash"):

@@ -17,21 +17,27 @@ ACC = Metric("acc", Goal.MAX, "accuracy", "linear")
 
 
 def run(schedule: str, seed: int, loss: float, status: Status = Status.COMPLETED, metrics=(LOSS, ACC), **overrides) -> Run:
-    s = Summary(status, scheduler=schedule, seed=seed, metrics=list(metrics), final={"val_loss": loss, "val_acc": 1 - loss}, best={"val_loss": loss})
+    s = Summary(
+        status, scheduler=schedule, seed=seed, metrics=list(metrics), final={"val_loss": loss, "val_acc": 1 - loss}, best={"val_loss": loss}
+    )
     rows = [{"step": 0, "val_loss": loss + 1.0}, {"step": 10, "val_loss": loss}]
     return Run(Path(f"/runs/{schedule}/{seed}"), s, rows, {"scheduler": schedule, "seed": str(seed), **overrides})
 
 
 def test_varying_keys_leave_out_neutral_keys_and_keys_that_do_not_vary():
-    runs = [run("a", 0, 1.0, **{"run.threads": "1", "optimizer.lr": "0.1", "logger": "wandb"}),
-            run("b", 1, 1.0, **{"run.threads": "2", "optimizer.lr": "0.1", "hydra.launcher.n_jobs": "3"})]
+    runs = [
+        run("a", 0, 1.0, **{"run.threads": "1", "optimizer.lr": "0.1", "logger": "wandb"}),
+        run("b", 1, 1.0, **{"run.threads": "2", "optimizer.lr": "0.1", "hydra.launcher.n_jobs": "3"}),
+    ]
     assert varying_keys(runs) == ["scheduler", "seed"]
 
 
 def test_each_schedule_is_compared_at_its_best_cell_with_mean_and_sample_std():
-    runs = [run(s, seed, loss, **{"optimizer.lr": lr}) for s, lr, losses in [
-        ("a", "0.1", [0.5, 0.7]), ("a", "0.01", [0.3, 0.4]), ("b", "0.1", [0.2, 0.6]), ("b", "0.01", [0.9, 0.8])]
-        for seed, loss in enumerate(losses)]
+    runs = [
+        run(s, seed, loss, **{"optimizer.lr": lr})
+        for s, lr, losses in [("a", "0.1", [0.5, 0.7]), ("a", "0.01", [0.3, 0.4]), ("b", "0.1", [0.2, 0.6]), ("b", "0.01", [0.9, 0.8])]
+        for seed, loss in enumerate(losses)
+    ]
     c = compare(runs)
     assert c.group_key == "scheduler" and c.groups == ["a", "b"]  # a: 0.35 at lr 0.01 beats b: 0.4 at lr 0.1
     a, b = c.table
@@ -40,8 +46,14 @@ def test_each_schedule_is_compared_at_its_best_cell_with_mean_and_sample_std():
 
 
 def test_a_cell_with_a_diverged_run_never_beats_a_cell_that_completed():
-    runs = [run("a", 0, 0.1, **{"optimizer.lr": "1"}), run("a", 1, 0.1, Status.DIVERGED, **{"optimizer.lr": "1"}),
-            run("a", 0, 0.5, **{"optimizer.lr": "0.1"}), run("a", 1, 0.5, **{"optimizer.lr": "0.1"}), run("b", 0, 0.9), run("b", 1, 0.9)]
+    runs = [
+        run("a", 0, 0.1, **{"optimizer.lr": "1"}),
+        run("a", 1, 0.1, Status.DIVERGED, **{"optimizer.lr": "1"}),
+        run("a", 0, 0.5, **{"optimizer.lr": "0.1"}),
+        run("a", 1, 0.5, **{"optimizer.lr": "0.1"}),
+        run("b", 0, 0.9),
+        run("b", 1, 0.9),
+    ]
     row = compare(runs, "scheduler").table[0]
     assert row["settings"] == "optimizer.lr=0.1" and row["final_val_loss_mean"] == 0.5
 

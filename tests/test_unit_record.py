@@ -90,8 +90,20 @@ def test_a_record_lrexp_cannot_read_a_status_from_counts_as_failed():
     assert [s.has_result for s in Status] == [True, True, False, False]
 
 
-@pytest.mark.parametrize("key", ["run.progress", "run.threads", "run.resume", "run.checkpoint_every", "logger",
-                                 "logger.wandb.mode", "+logger.wandb.tags", "hydra.launcher.n_jobs", "hydra/launcher"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "run.progress",
+        "run.threads",
+        "run.resume",
+        "run.checkpoint_every",
+        "logger",
+        "logger.wandb.mode",
+        "+logger.wandb.tags",
+        "hydra.launcher.n_jobs",
+        "hydra/launcher",
+    ],
+)
 def test_neutral_keys_never_change_a_runs_numbers(key):
     assert is_neutral(key)
 
@@ -109,8 +121,10 @@ def test_columns_and_their_metrics():
 
 
 def test_metrics_csv_round_trips_floats_exactly_and_empty_cells_as_none(tmp_path):
-    rows = [{"step": 0, "lr": 0.1 + 0.2, "train_loss": 1 / 3, "val_loss": None, "time_s": 0.5},
-            {"step": 1, "lr": 1e-300, "train_loss": math.pi, "val_loss": 2.0, "time_s": 1.0}]
+    rows = [
+        {"step": 0, "lr": 0.1 + 0.2, "train_loss": 1 / 3, "val_loss": None, "time_s": 0.5},
+        {"step": 1, "lr": 1e-300, "train_loss": math.pi, "val_loss": 2.0, "time_s": 1.0},
+    ]
     columns = ["step", "lr", "train_loss", "val_loss", "time_s"]
     with MetricsWriter(tmp_path / "metrics.csv", columns, rows[:1]) as w:
         w.append(rows[1])

@@ -13,8 +13,9 @@ RUN = {"steps": 100, "log_every": 10, "eval_every": 10, "checkpoint_every": 50, 
 
 
 def config(run=None, optimizer=None, scheduler=None):
-    return OmegaConf.create({"run": {**RUN, **(run or {})}, "optimizer": {"lr": 1e-3, **(optimizer or {})},
-                             "scheduler": scheduler or {"_target_": "x"}})
+    return OmegaConf.create(
+        {"run": {**RUN, **(run or {})}, "optimizer": {"lr": 1e-3, **(optimizer or {})}, "scheduler": scheduler or {"_target_": "x"}}
+    )
 
 
 def test_a_sound_config_passes():
@@ -67,7 +68,9 @@ def test_markers_for_warm_up_decay_milestones_and_restarts():
     assert lr_markers({"num_warmup_steps": 10, "num_training_steps": 100}, 100) == [{"step": 10, "label": "warm-up end"}]
     assert lr_markers({"pct_start": 0.3, "total_steps": 100}, 100) == [{"step": 29, "label": "warm-up end"}]  # OneCycle's peak
     assert lr_markers({"num_warmup_steps": 5, "num_decay_steps": 20}, 100) == [
-        {"step": 5, "label": "warm-up end"}, {"step": 80, "label": "decay start"}]
+        {"step": 5, "label": "warm-up end"},
+        {"step": 80, "label": "decay start"},
+    ]
     assert lr_markers({"milestones": [60, 30]}, 100) == [{"step": 30, "label": "milestone"}, {"step": 60, "label": "milestone"}]
     assert [m["step"] for m in lr_markers({"T_0": 10, "T_mult": 2}, 100)] == [10, 30, 70]  # periods 10, 20, 40
     assert lr_markers({"milestones": [150]}, 100) == [] and lr_markers({"T_max": 30}, 100) == []

@@ -56,7 +56,13 @@ def leet_inspect(run_dir: Path, env: dict[str, str], *flags: str) -> str:
     read by several tests."""
     key = (str(run_dir), flags)
     if key not in _inspected:
-        out = subprocess.run([WANDB_CLI, "leet", "inspect", "--json", *flags, str(run_dir / "wandb")], env=cli_env(**env), capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [WANDB_CLI, "leet", "inspect", "--json", *flags, str(run_dir / "wandb")],
+            env=cli_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         _inspected[key] = out.stdout
     return _inspected[key]
@@ -120,7 +126,17 @@ def test_offline_config_summary_and_record(sweep):
 
     s = summary_json(job)
     assert w["state"] == "finished" and w["exit_code"] == 0
-    for key in ("status", "final_val_loss", "final_val_acc", "best_val_loss", "best_val_acc", "final_train_loss", "lr_final", "steps_done", "seed"):
+    for key in (
+        "status",
+        "final_val_loss",
+        "final_val_acc",
+        "best_val_loss",
+        "best_val_acc",
+        "final_train_loss",
+        "lr_final",
+        "steps_done",
+        "seed",
+    ):
         assert w["summary"][key] == s[key], key
     assert w["summary"]["status"] == "completed"
     assert w["tags"] == ["digits", "adamw", "cosine"]
@@ -175,7 +191,11 @@ def fallback_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("fallback")
     env = isolated_env(root, WANDB_API_KEY=FAKE_KEY, WANDB_BASE_URL=f"http://127.0.0.1:{closed_port()}")
     t0 = time.monotonic()
-    out = run_cli(["logger=wandb", f"logger.wandb.init_timeout={FALLBACK_BOUND_S}", "scheduler=step", *QUICK, f"hydra.run.dir={root / 'run'}"], cwd=root, **env)
+    out = run_cli(
+        ["logger=wandb", f"logger.wandb.init_timeout={FALLBACK_BOUND_S}", "scheduler=step", *QUICK, f"hydra.run.dir={root / 'run'}"],
+        cwd=root,
+        **env,
+    )
     wall = time.monotonic() - t0
     assert out.returncode == 0, out.stderr
     return root, root / "run", env, out, wall
@@ -230,9 +250,13 @@ def test_wandb_is_imported_only_where_used(tmp_path):
 
 @pytest.mark.parametrize(
     "node, key",
-    [({"mode": "sometimes"}, "logger.wandb.mode"), ({"init_timeout": 0}, "logger.wandb.init_timeout"),
-     ({"init_timeout": "fast"}, "logger.wandb.init_timeout"), ({"api_key": FAKE_KEY}, "logger.wandb.api_key"),
-     ({"projekt": "x"}, "logger.wandb.projekt")],
+    [
+        ({"mode": "sometimes"}, "logger.wandb.mode"),
+        ({"init_timeout": 0}, "logger.wandb.init_timeout"),
+        ({"init_timeout": "fast"}, "logger.wandb.init_timeout"),
+        ({"api_key": FAKE_KEY}, "logger.wandb.api_key"),
+        ({"projekt": "x"}, "logger.wandb.projekt"),
+    ],
 )
 def test_bad_wandb_options_are_config_errors(node, key):
     """Options that did not come through compose's schema (built in code, or added with +key=...): refused
@@ -249,8 +273,12 @@ def test_bad_wandb_options_are_config_errors(node, key):
 
 @pytest.mark.parametrize(
     "override, key",
-    [("logger.wandb.mode=sometimes", "logger.wandb.mode"), ("logger.wandb.init_timeout=fast", "logger.wandb.init_timeout"),
-     ("logger.wandb.projekt=x", "logger.wandb.projekt"), ("logger.local.dpi=high", "logger.local.dpi")],
+    [
+        ("logger.wandb.mode=sometimes", "logger.wandb.mode"),
+        ("logger.wandb.init_timeout=fast", "logger.wandb.init_timeout"),
+        ("logger.wandb.projekt=x", "logger.wandb.projekt"),
+        ("logger.local.dpi=high", "logger.local.dpi"),
+    ],
 )
 def test_the_logger_schemas_reject_wrong_types_and_unknown_keys_at_compose_time(override, key):
     from hydra.errors import ConfigCompositionException
@@ -290,13 +318,25 @@ def test_report_spec_builds_offline_with_the_panels(sweep, fallback_run, tmp_pat
     lines = {tuple(p["config"]["metrics"]): p["config"] for p in panels if p["viewType"] == "Run History Line Plot"}
     assert set(lines) == {("lr",), ("train_loss",), ("val_loss",), ("val_acc",)}
     for config in lines.values():
-        assert (config["xAxis"], config["groupBy"], config["groupAgg"], config["groupArea"]) == ("step", "choices.value.scheduler", "mean", "minmax")
+        assert (config["xAxis"], config["groupBy"], config["groupAgg"], config["groupArea"]) == (
+            "step",
+            "choices.value.scheduler",
+            "mean",
+            "minmax",
+        )
     assert [p["config"] for p in panels if p["viewType"] == "Run Comparer"] == [{"diffOnly": "split"}]
     (parallel,) = [p["config"] for p in panels if p["viewType"] == "Parallel Coordinates Plot"]
-    assert [c["accessor"] for c in parallel["columns"]] == ["config:choices.value.scheduler", "config:optimizer.value.lr", "summary:final_val_loss"]
+    assert [c["accessor"] for c in parallel["columns"]] == [
+        "config:choices.value.scheduler",
+        "config:optimizer.value.lr",
+        "summary:final_val_loss",
+    ]
 
     # The summary and the table: the numbers recomputed here from each run's own metrics.csv.
-    final = {"cosine": [read_metrics(sweep_dir / str(i))[-1]["val_loss"] for i in range(3)], "step": [read_metrics(single_run)[-1]["val_loss"]]}
+    final = {
+        "cosine": [read_metrics(sweep_dir / str(i))[-1]["val_loss"] for i in range(3)],
+        "step": [read_metrics(single_run)[-1]["val_loss"]],
+    }
     winner = min(final, key=lambda k: statistics.fmean(final[k]))
     assert report["description"].startswith(f"{winner} wins")
     (table,) = [b["content"] for b in blocks if b["type"] == "markdown-block"]
@@ -326,7 +366,9 @@ class BreaksAtStep10(DigitsTask):
 def test_a_job_that_raises_ends_its_wandb_run_as_failed_and_the_sweep_goes_on(tmp_path):
     env = isolated_env(tmp_path, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     targets = "task._target_=tests.test_wandb.BreaksAtStep10,lrexp.tasks.digits.DigitsTask"
-    out = run_cli(["-m", "logger=wandb", *QUICK, "logger.local.plots=false", targets, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, **env)
+    out = run_cli(
+        ["-m", "logger=wandb", *QUICK, "logger.local.plots=false", targets, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, **env
+    )
     assert out.returncode == 0, out.stderr
     crashed, fine = tmp_path / "sweep" / "0", tmp_path / "sweep" / "1"
     assert summary_json(crashed)["status"] == "failed" and "simulated crash" in (crashed / "error.txt").read_text()

@@ -66,7 +66,11 @@ class WandbLogger(Logger):
         # An API key is refused before anything can echo it; any other unknown key came with a "+".
         for key in SECRET_KEYS:
             if key in unexpected:
-                raise SecretInConfig(f"logger.wandb.{key}", str(unexpected[key]), "the API key never goes in a config: set WANDB_API_KEY or run `wandb login`")
+                raise SecretInConfig(
+                    f"logger.wandb.{key}",
+                    str(unexpected[key]),
+                    "the API key never goes in a config: set WANDB_API_KEY or run `wandb login`",
+                )
         unexpected_options("wandb", unexpected)
         try:
             self.mode = WandbMode(mode.value if isinstance(mode, WandbMode) else mode)
@@ -138,7 +142,11 @@ class WandbLogger(Logger):
                 run.mark_preempting()  # shown as preempted; run.resume=true continues the same W&B run
             run.finish(exit_code=1 if status is Status.INTERRUPTED else 0)
         except Exception as e:
-            log.warning("W&B: finishing the run failed (%s); `wandb sync %s` uploads what is on disk", self._redact(str(e)), self.run_dir / self.record["dir"])
+            log.warning(
+                "W&B: finishing the run failed (%s); `wandb sync %s` uploads what is on disk",
+                self._redact(str(e)),
+                self.run_dir / self.record["dir"],
+            )
 
     def abort(self, error: str) -> None:
         """A job that raised: its W&B run ends as failed now, not when the next job (or the process) ends."""

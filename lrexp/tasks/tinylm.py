@@ -155,8 +155,15 @@ class TinyLMTask:
         device: torch.device,
         seed: int,
     ) -> None:
-        for name, size in [("batch_size", batch_size), ("context", context), ("n_layer", n_layer), ("n_head", n_head),
-                           ("n_embd", n_embd), ("max_corpus_bytes", max_corpus_bytes), ("eval_batches", eval_batches)]:
+        for name, size in [
+            ("batch_size", batch_size),
+            ("context", context),
+            ("n_layer", n_layer),
+            ("n_head", n_head),
+            ("n_embd", n_embd),
+            ("max_corpus_bytes", max_corpus_bytes),
+            ("eval_batches", eval_batches),
+        ]:
             if size < 1:
                 raise ConfigError(f"task.{name}", size, "must be an integer > 0")
         if n_embd % n_head:
@@ -171,7 +178,9 @@ class TinyLMTask:
         if not train_chunks:
             # Blame the cap when it cut the text, else the corpus itself.
             key, value = ("task.max_corpus_bytes", str(max_corpus_bytes)) if len(text) == max_corpus_bytes else ("task.corpus", str(corpus))
-            raise ConfigError(key, value, f"{len(text)} bytes of text are too few for task.context={context} (at least {4 * (context + 1)})")
+            raise ConfigError(
+                key, value, f"{len(text)} bytes of text are too few for task.context={context} (at least {4 * (context + 1)})"
+            )
         self.n_bytes, self.chunk_len = len(text), chunk_len
         self.train_chunks, self.val_chunks = train_chunks, val_chunks
         self.data = torch.frombuffer(bytearray(text), dtype=torch.uint8).to(device)
