@@ -67,9 +67,9 @@ def compose_one(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
     return cfg, dict(cfg.hydra.runtime.choices)
 
 
-def label_of(overrides: list[str], names: dict[str, str], varying: list[str]) -> str:
+def label_of(overrides: list[str], choices: dict[str, str], varying: list[str]) -> str:
     extra = [o for o in overrides if o.split("=", 1)[0] in varying and not o.startswith("scheduler=")]
-    return " ".join([names["scheduler"], *extra])
+    return " ".join([choices["scheduler"], *extra])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,10 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with initialize_config_module("lrexp.conf", version_base="1.3"):
             for overrides in combos:
-                cfg, names = compose_one(overrides)
+                cfg, choices = compose_one(overrides)
                 validate(cfg)
                 lrs = lr_trace(cfg)
-                label = label_of(overrides, names, varying)
+                label = label_of(overrides, choices, varying)
                 if lrs is None:
                     skipped.append(label)
                     continue
