@@ -43,6 +43,7 @@ class RunConfig:
     steps: int = MISSING
     log_every: int = MISSING
     eval_every: int = MISSING
+    test_every: int = MISSING
     device: Device = MISSING
     precision: Precision = MISSING
     progress: bool = MISSING
@@ -74,6 +75,7 @@ class DigitsTaskConfig:
     batch_size: int = MISSING
     hidden: list[int] = MISSING
     val_fraction: float = MISSING
+    test_fraction: float = MISSING
     split_seed: int = MISSING
 
 
@@ -90,7 +92,9 @@ class TinyLMTaskConfig:
     corpus_glob: str = MISSING
     max_corpus_bytes: int = MISSING
     val_fraction: float = MISSING
+    test_fraction: float = MISSING
     eval_batches: int = MISSING
+    test_batches: int = MISSING
 
 
 # --- loggers -------------------------------------------------------------------------------------

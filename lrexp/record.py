@@ -240,7 +240,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def metric_columns(lr_columns: Sequence[str], metrics: Sequence[Metric]) -> list[str]:
-    return [STEP, *lr_columns, TRAIN_LOSS.name, *(m.column("val") for m in metrics), "time_s"]
+    return [STEP, *lr_columns, TRAIN_LOSS.name, *(m.column(split) for split in SPLITS for m in metrics), "time_s"]
 
 
 class MetricsWriter:
@@ -291,7 +291,9 @@ def column(rows: Sequence[Row], name: str) -> tuple[tuple[int, ...], tuple[float
 
 
 def summarize(rows: Sequence[Row], metrics: Sequence[Metric], summary: Summary) -> None:
-    """Fill ``summary``'s final and best values of every logged metric and its LR diagnostics."""
+    """Fill ``summary``'s final values of every logged metric, the best validation values, and its LR
+    diagnostics. No best is taken on the test split: choosing anything by test numbers is what the
+    test split exists to prevent."""
     if rows:
         summary.final[TRAIN_LOSS.name] = rows[-1][TRAIN_LOSS.name]
     for metric in metrics:
@@ -302,7 +304,7 @@ def summarize(rows: Sequence[Row], metrics: Sequence[Metric], summary: Summary) 
                 continue
             summary.final[name] = values[-1]
             finite = [(v, s) for s, v in zip(steps, values) if math.isfinite(v)]
-            if finite:
+            if finite and split == "val":
                 best_v, best_s = finite[0]
                 for v, s in finite[1:]:
                     if metric.better(v, best_v):

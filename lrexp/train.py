@@ -163,7 +163,7 @@ def train(
 
     # --- the loop ----------------------------------------------------------------------------------
     # Plain ints: reading an OmegaConf node costs microseconds, and these are read every step.
-    steps, log_every, eval_every = int(run.steps), int(run.log_every), int(run.eval_every)
+    steps, log_every, eval_every, test_every = int(run.steps), int(run.log_every), int(run.eval_every), int(run.test_every)
     checkpoint_every, diverge_factor = int(run.checkpoint_every), run.diverge_factor
     stop = StopRequest()
     bar = tqdm(total=steps, initial=state.step, disable=None if run.progress else True, unit="step", dynamic_ncols=True)
@@ -174,7 +174,8 @@ def train(
             step = state.step
             last = step == steps - 1
             evaluate = step % eval_every == 0 or last
-            log_row = evaluate or step % log_every == 0
+            test = last or (test_every > 0 and step % test_every == 0)  # held out: at the end, or where asked
+            log_row = evaluate or test or step % log_every == 0
             if log_row:  # the LR this step applies: read before scheduler.step()
                 lrs = [group["lr"] for group in optimizer.param_groups]
 
@@ -197,6 +198,8 @@ def train(
                     row.update(evaluate_split(task, forward, "val", device, precision))
                     if metric_driven:
                         scheduler.step(row[val_loss])
+                if test:
+                    row.update(evaluate_split(task, forward, "test", device, precision))
                 row["time_s"] = state.elapsed_s()
                 state.rows.append(row)
                 metrics.append(row)

@@ -31,6 +31,8 @@ def validate(cfg: DictConfig) -> None:
     run = cfg.run
     for key in ("steps", "log_every", "eval_every", "checkpoint_every"):
         _positive_int(f"run.{key}", run[key])
+    if not (_is_int(run.test_every) and run.test_every >= 0):
+        raise ConfigError("run.test_every", run.test_every, "must be an integer >= 0 (0: the test split at the last step only)")
     if run.diverge_factor is not None and not (_is_number(run.diverge_factor) and run.diverge_factor > 1):
         raise ConfigError("run.diverge_factor", run.diverge_factor, "must be a number > 1, or null (NaN/inf only)")
     _positive_number("optimizer.lr", cfg.optimizer.get("lr"))

@@ -27,7 +27,7 @@ def train_plain(steps: int, fused: bool, log_every: int = 10, eval_every: int = 
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     images, labels = load_digits_arrays()
-    train_idx, val_idx = stratified_split(labels, 0.2, 0)
+    train_idx, val_idx, _ = stratified_split(labels, (0.2, 0.2), 0)  # lrexp's train / validation / test split
     x = torch.from_numpy(images / 16.0).float()
     y = torch.from_numpy(labels)
     x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]

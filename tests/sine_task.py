@@ -21,9 +21,9 @@ class SineTask:
         g = torch.Generator().manual_seed(0)  # the data never moves with the run's seed
         x = torch.rand(points, 1, generator=g) * 6 - 3
         y = torch.sin(x) + noise * torch.randn(points, 1, generator=g)
-        n_val = points // 4
-        self.x, self.y = x[n_val:].to(device), y[n_val:].to(device)
-        self.splits = {"val": (x[:n_val].to(device), y[:n_val].to(device))}
+        q = points // 4  # a quarter each for validation and test, the rest to train on
+        self.x, self.y = x[2 * q :].to(device), y[2 * q :].to(device)
+        self.splits = {"val": (x[:q].to(device), y[:q].to(device)), "test": (x[q : 2 * q].to(device), y[q : 2 * q].to(device))}
         self.batch_size, self.seed = batch_size, seed
         self.model = nn.Sequential(nn.Linear(1, width), nn.Tanh(), nn.Linear(width, 1)).to(device)
 

@@ -11,7 +11,7 @@ from lrexp.tasks.digits import DigitsTask, load_digits_arrays, stratified_split
 
 
 def make(**kw) -> DigitsTask:
-    args = dict(batch_size=128, hidden=[32], val_fraction=0.2, split_seed=0, device=torch.device("cpu"), seed=0)
+    args = dict(batch_size=128, hidden=[32], val_fraction=0.2, test_fraction=0.2, split_seed=0, device=torch.device("cpu"), seed=0)
     args.update(kw)
     return DigitsTask(**args)
 
@@ -28,19 +28,23 @@ def test_loader_equals_sklearns_load_digits():
 
 def test_split_is_stratified_disjoint_and_fixed():
     _, labels = load_digits_arrays()
-    train, val = stratified_split(labels, 0.2, seed=0)
-    assert len(set(train) & set(val)) == 0 and len(train) + len(val) == len(labels)
-    for c in range(10):
-        share = np.mean(labels[val] == c) / np.mean(labels == c)
-        assert share == pytest.approx(1.0, abs=0.05)
-    again, _ = stratified_split(labels, 0.2, seed=0)
-    np.testing.assert_array_equal(train, again)
+    train, val, test = stratified_split(labels, (0.2, 0.2), seed=0)
+    assert not set(train) & set(val) and not set(train) & set(test) and not set(val) & set(test)
+    assert len(train) + len(val) + len(test) == len(labels) and (len(val), len(test)) == (359, 359)
+    for part in (val, test):
+        for c in range(10):
+            share = np.mean(labels[part] == c) / np.mean(labels == c)
+            assert share == pytest.approx(1.0, abs=0.05)
+    again = stratified_split(labels, (0.2, 0.2), seed=0)
+    for a, b in zip(again, (train, val, test)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_split_does_not_move_with_the_run_seed():
     a, b = make(seed=0), make(seed=7)
-    (xa, ya), (xb, yb) = a.splits["val"], b.splits["val"]
-    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    for split in ("val", "test"):
+        (xa, ya), (xb, yb) = a.splits[split], b.splits[split]
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
 def test_batches_are_a_function_of_seed_and_step():
@@ -63,7 +67,7 @@ def test_an_epoch_visits_distinct_examples():
 
 @pytest.mark.parametrize("batch", [0, 5000])
 def test_batch_size_must_fit_the_training_set(batch):
-    n_train = len(stratified_split(load_digits_arrays()[1], 0.2, seed=0)[0])
+    n_train = len(stratified_split(load_digits_arrays()[1], (0.2, 0.2), seed=0)[0])
     with pytest.raises(ConfigError) as e:
         make(batch_size=batch)
     assert e.value.key == "task.batch_size" and f"({n_train})" in str(e.value)

@@ -27,6 +27,7 @@ SMALL = [
     "task.context=64",
     "task.batch_size=16",
     "task.eval_batches=4",
+    "task.test_batches=4",
     "task.max_corpus_bytes=400000",
 ]
 SMALL_TASK = dict(
@@ -40,7 +41,9 @@ SMALL_TASK = dict(
     corpus_glob="**/*",
     max_corpus_bytes=200_000,
     val_fraction=0.05,
+    test_fraction=0.05,
     eval_batches=2,
+    test_batches=2,
 )
 
 WORDS = "the a schedule warms up then decays slowly and loss falls while rate rises per step".split()
@@ -65,7 +68,9 @@ def test_a_tiny_run_through_the_runner_writes_bpb_and_one_lr_column_per_group(tm
     s = train_in_process(tmp_path, *SMALL, "run.steps=6", "run.log_every=1", "run.eval_every=3", "scheduler=cosine_warmup")
     assert s["status"] == "completed" and s["task"] == "tinylm"
     rows = read_metrics(tmp_path)
-    assert list(rows[0]) == ["step", "lr", "lr_decay", "lr_no_decay", "train_loss", "val_loss", "val_acc", "val_bpb", "time_s"]
+    assert list(rows[0]) == [
+        "step", "lr", "lr_decay", "lr_no_decay", "train_loss", "val_loss", "val_acc", "val_bpb", "test_loss", "test_acc", "test_bpb", "time_s",
+    ]  # fmt: skip
     assert s["lr_columns"] == ["lr", "lr_decay", "lr_no_decay"]
     assert s["metrics"] == [  # declared by the task: reports read the direction, label and scale from here
         {"name": "loss", "goal": "min", "label": "loss", "scale": "log"},
@@ -184,15 +189,18 @@ def test_batches_are_a_function_of_seed_and_step():
 
 def test_the_split_is_fixed_disjoint_and_does_not_move_with_the_seed():
     a, b = make(seed=0), make(seed=7)
-    assert a.val_chunks == b.val_chunks and a.train_chunks == b.train_chunks
-    assert all(torch.equal(x, y) for x, y in zip(a.splits["val"][0], b.splits["val"][0]))
-    assert not set(a.train_chunks) & set(a.val_chunks) and len(a.val_chunks) == 5  # 5% of 100 chunks
+    assert (a.train_chunks, a.val_chunks, a.test_chunks) == (b.train_chunks, b.val_chunks, b.test_chunks)
+    for split in ("val", "test"):
+        assert all(torch.equal(x, y) for x, y in zip(a.splits[split][0], b.splits[split][0]))
+    train, val, test = set(a.train_chunks), set(a.val_chunks), set(a.test_chunks)
+    assert not train & val and not train & test and not val & test and len(val) == len(test) == 5  # 5% each of 100 chunks
+    assert len(train | val | test) == 100 and max(val) - min(val) > 50 and max(test) - min(test) > 50  # spread through the corpus
     text = bytes(a.data.tolist())
     chunk = lambda i: text[i * a.chunk_len : (i + 1) * a.chunk_len]  # noqa: E731
-    train_text, val_text = [chunk(i) for i in a.train_chunks], [chunk(i) for i in a.val_chunks]
     windows = torch.cat([a.train_batch(s)[0] for s in range(20)])
-    assert all(any(bytes(w.tolist()) in c for c in train_text) for w in windows)
-    assert all(any(bytes(w.tolist()) in c for c in val_text) for w in torch.cat(a.splits["val"][0]))
+    assert all(any(bytes(w.tolist()) in chunk(i) for i in train) for w in windows)
+    for split, chunks in (("val", val), ("test", test)):
+        assert all(any(bytes(w.tolist()) in chunk(i) for i in chunks) for w in torch.cat(a.splits[split][0]))
 
 
 def test_weight_decay_applies_to_matmul_weights_only():

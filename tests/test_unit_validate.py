@@ -9,7 +9,7 @@ from lrexp.errors import ConfigError
 from lrexp.schedules import lr_markers
 from lrexp.validate import validate, validate_schedule
 
-RUN = {"steps": 100, "log_every": 10, "eval_every": 10, "checkpoint_every": 50, "diverge_factor": 10.0}
+RUN = {"steps": 100, "log_every": 10, "eval_every": 10, "test_every": 0, "checkpoint_every": 50, "diverge_factor": 10.0}
 
 
 def config(run=None, optimizer=None, scheduler=None):
@@ -28,6 +28,7 @@ def test_a_sound_config_passes():
         ("run", {"steps": 0}, "run.steps"),
         ("run", {"eval_every": 1.5}, "run.eval_every"),
         ("run", {"diverge_factor": 1.0}, "run.diverge_factor"),
+        ("run", {"test_every": -1}, "run.test_every"),
         ("optimizer", {"lr": float("nan")}, "optimizer.lr"),
         ("optimizer", {"lr": "fast"}, "optimizer.lr"),
         ("optimizer", {"lr": True}, "optimizer.lr"),

@@ -43,16 +43,20 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64)
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices with each class in the same proportion in both (sorted)."""
+def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Disjoint sorted index sets with each class in the same proportion in each: the training set, then
+    one set per fraction (validation, test)."""
     rng = np.random.default_rng(seed)
-    train, val = [], []
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        n_val = round(val_fraction * len(idx))
-        val.append(idx[:n_val])
-        train.append(idx[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+        start = 0
+        for i, fraction in enumerate(fractions, 1):
+            n = round(fraction * len(idx))
+            parts[i].append(idx[start : start + n])
+            start += n
+        parts[0].append(idx[start:])
+    return [np.sort(np.concatenate(p)) for p in parts]
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -72,21 +76,25 @@ class DigitsTask:
         batch_size: int,
         hidden: Sequence[int],
         val_fraction: float,
+        test_fraction: float,
         split_seed: int,
         *,
         device: torch.device,
         seed: int,
     ) -> None:
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError("task.val_fraction", val_fraction, "must be between 0 and 1 (exclusive)")
+        for key, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 < fraction < 1.0:
+                raise ConfigError(f"task.{key}", fraction, "must be between 0 and 1 (exclusive)")
+        if val_fraction + test_fraction >= 0.9:
+            raise ConfigError("task.test_fraction", test_fraction, f"leaves too little to train on with task.val_fraction={val_fraction}")
         images, labels = load_digits_arrays()
-        train_idx, val_idx = stratified_split(labels, val_fraction, split_seed)
+        train_idx, val_idx, test_idx = stratified_split(labels, (val_fraction, test_fraction), split_seed)
         if not 0 < batch_size <= len(train_idx):
             raise ConfigError("task.batch_size", batch_size, f"must be between 1 and the training set size ({len(train_idx)})")
         x = torch.from_numpy(images / 16.0).float()  # pixels 0..16 -> 0..1
         y = torch.from_numpy(labels)
         self.x_train, self.y_train = x[train_idx].to(device), y[train_idx].to(device)
-        self.splits = {"val": (x[val_idx].to(device), y[val_idx].to(device))}
+        self.splits = {name: (x[idx].to(device), y[idx].to(device)) for name, idx in (("val", val_idx), ("test", test_idx))}
         self.batch_size, self.seed, self.device = batch_size, seed, device
         self.batches_per_epoch = len(train_idx) // batch_size  # the ragged tail is dropped, reshuffled each epoch
         self.model = mlp([images.shape[1], *hidden, N_CLASSES]).to(device)

@@ -82,19 +82,25 @@ def read_corpus(files: list[Path], max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
-def split_chunks(n_bytes: int, context: int, val_fraction: float) -> tuple[int, list[int], list[int]]:
-    """(chunk length, train chunk indices, validation chunk indices): a split fixed by the corpus alone.
+def split_chunks(n_bytes: int, context: int, val_fraction: float, test_fraction: float) -> tuple[int, list[int], list[int], list[int]]:
+    """(chunk length, train, validation and test chunk indices): a split fixed by the corpus alone.
 
-    Validation chunks are evenly spaced through the corpus, so that both sets sample every part of it
-    (the stdlib sorted by path runs from asyncio to xml: a tail split would validate on other modules).
+    The held-out chunks are evenly spaced through the corpus and alternate between validation and test,
+    so that every set samples every part of it (the stdlib sorted by path runs from asyncio to xml: a
+    tail split would validate on other modules than it trains on).
     """
     n_chunks = min(SPLIT_CHUNKS, n_bytes // (2 * (context + 1)))  # >= context + 2 bytes per chunk
-    n_val = max(1, round(val_fraction * n_chunks))
-    if n_chunks - n_val < 1:
-        return 0, [], []
-    val = [(j + 1) * n_chunks // n_val - 1 for j in range(n_val)]
-    train = sorted(set(range(n_chunks)) - set(val))
-    return n_bytes // n_chunks, train, val
+    n_val, n_test = max(1, round(val_fraction * n_chunks)), max(1, round(test_fraction * n_chunks))
+    n_held = n_val + n_test
+    if n_chunks - n_held < 1:
+        return 0, [], [], []
+    val: list[int] = []
+    test: list[int] = []
+    for c in ((j + 1) * n_chunks // n_held - 1 for j in range(n_held)):
+        # The next held-out chunk goes to whichever split is furthest behind its share.
+        (val if len(val) * n_test <= len(test) * n_val and len(val) < n_val else test).append(c)
+    train = sorted(set(range(n_chunks)) - set(val) - set(test))
+    return n_bytes // n_chunks, train, val, test
 
 
 # --- the task ------------------------------------------------------------------------------------
@@ -150,7 +156,9 @@ class TinyLMTask:
         corpus_glob: str,
         max_corpus_bytes: int,
         val_fraction: float,
+        test_fraction: float,
         eval_batches: int,
+        test_batches: int,
         *,
         device: torch.device,
         seed: int,
@@ -163,6 +171,7 @@ class TinyLMTask:
             ("n_embd", n_embd),
             ("max_corpus_bytes", max_corpus_bytes),
             ("eval_batches", eval_batches),
+            ("test_batches", test_batches),
         ]:
             if size < 1:
                 raise ConfigError(f"task.{name}", size, "must be an integer > 0")
@@ -170,11 +179,12 @@ class TinyLMTask:
             raise ConfigError("task.n_head", n_head, f"must divide task.n_embd ({n_embd})")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError("task.dropout", dropout, "must be in [0, 1)")
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError("task.val_fraction", val_fraction, "must be between 0 and 1 (exclusive)")
+        for key, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 < fraction < 0.5:
+                raise ConfigError(f"task.{key}", fraction, "must be between 0 and 0.5 (exclusive)")
 
         text = read_corpus(corpus_files(corpus, corpus_glob), max_corpus_bytes)
-        chunk_len, train_chunks, val_chunks = split_chunks(len(text), context, val_fraction)
+        chunk_len, train_chunks, val_chunks, test_chunks = split_chunks(len(text), context, val_fraction, test_fraction)
         if not train_chunks:
             # Blame the cap when it cut the text, else the corpus itself.
             key, value = ("task.max_corpus_bytes", str(max_corpus_bytes)) if len(text) == max_corpus_bytes else ("task.corpus", str(corpus))
@@ -182,7 +192,7 @@ class TinyLMTask:
                 key, value, f"{len(text)} bytes of text are too few for task.context={context} (at least {4 * (context + 1)})"
             )
         self.n_bytes, self.chunk_len = len(text), chunk_len
-        self.train_chunks, self.val_chunks = train_chunks, val_chunks
+        self.train_chunks, self.val_chunks, self.test_chunks = train_chunks, val_chunks, test_chunks
         self.data = torch.frombuffer(bytearray(text), dtype=torch.uint8).to(device)
         self.context, self.batch_size, self.seed, self.device = context, batch_size, seed, device
         # A window is context + 1 bytes (inputs, and targets shifted by one); it must fit inside its chunk.
@@ -192,15 +202,21 @@ class TinyLMTask:
         self._n_train_starts = len(train_chunks) * self._starts_per_chunk
         self._generator = torch.Generator(device=device)
 
-        # Validation: a fixed set of windows spread evenly through the validation chunks.
-        # (Positions computed on the CPU in float64: exact for any corpus size, and MPS has no float64.)
-        n_val_starts = len(val_chunks) * self._starts_per_chunk
-        k = torch.linspace(0, n_val_starts - 1, eval_batches * batch_size, dtype=torch.float64).long()
-        starts = torch.tensor(val_chunks)[k // self._starts_per_chunk] * chunk_len + k % self._starts_per_chunk
-        x_val, y_val = self._windows(starts.to(device))
-        self.splits = {"val": (x_val.split(batch_size), y_val.split(batch_size))}
+        # Validation and test: fixed sets of windows spread evenly through their chunks.
+        self.splits = {"val": self._fixed_windows(val_chunks, eval_batches), "test": self._fixed_windows(test_chunks, test_batches)}
 
         self.model = gpt2(context, n_layer, n_head, n_embd, dropout).to(device)
+
+    def _fixed_windows(self, chunks: list[int], n_batches: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """``n_batches`` batches of windows spread evenly through ``chunks``, as (inputs, targets) batches.
+
+        Positions are computed on the CPU in float64: exact for any corpus size, and MPS has no float64.
+        """
+        n_starts = len(chunks) * self._starts_per_chunk
+        k = torch.linspace(0, n_starts - 1, n_batches * self.batch_size, dtype=torch.float64).long()
+        starts = torch.tensor(chunks)[k // self._starts_per_chunk] * self.chunk_len + k % self._starts_per_chunk
+        x, y = self._windows(starts.to(self.device))
+        return x.split(self.batch_size), y.split(self.batch_size)
 
     def _windows(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         windows = self.data[starts[:, None] + self._window].long()  # (batch, context + 1) byte ids
