@@ -82,7 +82,9 @@ def test_a_tiny_run_through_the_runner_writes_bpb_and_one_lr_column_per_group(tm
     for r in evaluated:
         assert r["val_bpb"] == pytest.approx(r["val_loss"] / math.log(2), rel=1e-6)
         assert 0.0 <= r["val_acc"] <= 1.0
-    assert rows[0]["val_loss"] == pytest.approx(math.log(256), abs=0.3)  # a random init guesses ~uniformly
+    # A random init guesses nearly uniformly (ln 256 = 5.55 nats); its tied embeddings make "the byte repeats"
+    # a little likelier, worth a few tenths of a nat on source code.
+    assert rows[0]["val_loss"] == pytest.approx(math.log(256), abs=0.5)
     assert all(r["lr_decay"] == r["lr_no_decay"] == r["lr"] for r in rows)
     assert s["final_val_bpb"] == evaluated[-1]["val_bpb"] and s["best_val_bpb"] == min(r["val_bpb"] for r in evaluated)
 
