@@ -1,12 +1,14 @@
-"""The comparison report: which schedule won, by how much, with what spread.
+"""The comparison report: which schedule won on held-out data, by how much, with what confidence, and
+whether the regime lets a ranking mean anything.
 
     python -m lrexp.report DIR [DIR ...] [--out OUT] [--group-by KEY] [--smooth 0.6] [--spread std]
 
 Reads sweep or run directories (lrexp.compare) and writes into OUT (default: the one DIR given):
 ``report.html`` (self-contained: images embedded, opens offline), ``report.md``, ``summary.csv`` (one
-row per group, ranked), ``cells.csv`` (every group x setting, when a sweep also varies e.g. the LR) and
-the figures in ``report/``. Written automatically into the sweep directory when a multirun ends
-(lrexp.callbacks), and rebuilt any time with this command, e.g. after jobs ran on a cluster.
+row per group, ranked, with intervals, paired differences, Holm-corrected p-values and diagnostics),
+``cells.csv`` (every group x setting, when a sweep also varies e.g. the LR) and the figures in
+``report/``. Written automatically into the sweep directory when a multirun ends (lrexp.callbacks), and
+rebuilt any time with this command, e.g. after jobs ran on a cluster.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import base64
 import csv
 import html
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +25,12 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from lrexp.compare import Band, Cell, Comparison, band, compare, find_runs, fmt, headline, markdown_table, table_cells, table_header
+from lrexp.compare import Band, Cell, Comparison, band, compare, find_runs, table
+from lrexp.diagnostics import REGIME_KINDS
 from lrexp.plots import draw_lr
-from lrexp.record import STALL_NOTABLE, STALL_RATIO, TRAIN_LOSS, Goal, Status
+from lrexp.record import TRAIN_LOSS, Goal, Status
+from lrexp.stats import LEVEL
+from lrexp.verdict import fmt, headline, markdown_table, table_cells, table_header
 
 FIG_DIR = "report"
 
@@ -39,15 +45,16 @@ def write_report(
 ) -> Path:
     """Write the report of the runs under ``paths`` into ``out``; returns the path of report.html."""
     comparison = compare(find_runs(paths), group_by)
+    rows = table(comparison)
     out.mkdir(parents=True, exist_ok=True)
     (out / FIG_DIR).mkdir(exist_ok=True)
     figures = draw_figures(comparison, out / FIG_DIR, smoothing, spread)
     title = title or f"lrexp: {comparison.group_key} comparison ({len(comparison.runs)} runs)"
-    write_csv(out / "summary.csv", comparison.table)
-    if len(comparison.cells) > len(comparison.best):
+    write_csv(out / "summary.csv", rows)
+    if len(comparison.cells) > len(comparison.results):
         write_csv(out / "cells.csv", [cell_row(c, comparison) for c in comparison.cells])
-    (out / "report.md").write_text(render_markdown(comparison, figures, title, out))
-    (out / "report.html").write_text(render_html(comparison, figures, title, spread, smoothing, out))
+    (out / "report.md").write_text(render_markdown(comparison, rows, figures, title, out))
+    (out / "report.html").write_text(render_html(comparison, rows, figures, title, spread, smoothing, out))
     return out / "report.html"
 
 
@@ -100,27 +107,38 @@ def _first_run_lr(cell: Cell) -> tuple:
 
 
 def ranking_figure(comparison: Comparison, color: dict[str, str]) -> Figure:
-    """The final validation loss per group: the mean (bar), every seed (dots), +-std (error bar)."""
-    groups, loss = comparison.groups, comparison.loss
-    column = loss.column("val")
-    fig = Figure(figsize=(9, 0.55 * len(groups) + 1.6))
-    ax = fig.subplots()
-    for i, g in enumerate(groups):
-        cell = comparison.best[g]
-        mean, std = cell.stat(column)
-        if mean is not None:
-            ax.barh(i, mean, xerr=std, color=color[g], alpha=0.55, capsize=4)
-        seeds = [v for v in (r.summary.final.get(column) for r in cell.completed()) if v is not None]
-        ax.plot(seeds, [i] * len(seeds), "o", color="black", markersize=3.5)
-        bad = len(cell.runs) - len(cell.completed())
+    """Left: each group's final loss on the reported split, mean with its 95% interval and every seed.
+    Right: the paired difference from the best group with its 95% interval (zero = no difference)."""
+    results, loss, split = comparison.results, comparison.loss, comparison.split
+    fig = Figure(figsize=(10, 0.55 * len(results) + 1.8))
+    left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
+    for i, r in enumerate(results):
+        if r.mean is not None:
+            has_ci = math.isfinite(r.low)
+            xerr = [[r.mean - r.low], [r.high - r.mean]] if has_ci else None
+            left.errorbar(r.mean, i, xerr=xerr, fmt="D", color=color[r.group], capsize=5, markersize=7)
+        seeds = list(r.values.values())
+        left.plot(seeds, [i] * len(seeds), "o", color="black", markersize=3, alpha=0.7)
+        bad = len(r.cell.runs) - len(r.cell.completed())
         if bad:
-            ax.annotate(f"{bad} diverged/failed", (0, i), xytext=(4, -3), textcoords="offset points", fontsize="small", color="red")
-    ax.set_yticks(range(len(groups)), [f"{g}  ({comparison.best[g].label()})" if comparison.best[g].keys else g for g in groups])
-    ax.invert_yaxis()
+            left.annotate(f"{bad} diverged/failed", (1, i), xycoords=("axes fraction", "data"), xytext=(-4, 4),
+                          textcoords="offset points", fontsize="small", color="red", ha="right")  # fmt: skip
+        d = r.diff
+        if d is not None and math.isfinite(d.mean):
+            xerr = [[d.mean - d.low], [d.high - d.mean]] if math.isfinite(d.low) else None
+            right.errorbar(d.mean, i, xerr=xerr, fmt="o", color=color[r.group], capsize=5)
+    right.axvline(0, color="grey", linewidth=1)
+    labels = [f"{r.group}  ({r.cell.label()})" if r.cell.keys else r.group for r in results]
+    left.set_yticks(range(len(results)), labels)
+    left.invert_yaxis()
     better = "lower" if loss.goal is Goal.MIN else "higher"
-    ax.set_xlabel(f"final {loss.title('val')} ({better} is better): mean, each seed, +-std")
-    ax.set_title(f"ranking by {comparison.group_key}")
-    ax.grid(True, axis="x", alpha=0.4)
+    left.set_xlabel(f"final {loss.title(split)} ({better} is better)")
+    left.set_title(f"mean with its {LEVEL:.0%} interval; dots: each seed")
+    right.set_xlabel(f"difference from the best ({'+' if loss.goal is Goal.MIN else '-'} = worse)")
+    right.set_title(f"{'paired' if comparison.paired else 'unpaired'}, {LEVEL:.0%} interval")
+    for ax in (left, right):
+        ax.grid(True, axis="x", alpha=0.4)
+    fig.suptitle(f"ranking by {comparison.group_key} on the {'held-out test' if split == 'test' else 'validation'} split")
     return fig
 
 
@@ -145,15 +163,16 @@ def band_figure(bands: dict[str, Band], color: dict[str, str], label: str, log: 
 
 
 def sensitivity_figure(comparison: Comparison, color: dict[str, str]) -> Figure:
-    """The final validation loss against the peak LR, per group: how forgiving each schedule is."""
+    """The final validation loss against the peak LR, per group: how forgiving each schedule is, and where
+    each one's best LR (chosen on validation) sits in the grid."""
     fig = Figure(figsize=(9, 4.8))
     ax = fig.subplots()
     column = comparison.loss.column("val")
     for g in comparison.groups:
-        cells = sorted((c for c in comparison.cells if c.group == g), key=lambda c: float(c.keys.get("optimizer.lr", "nan")))
+        cells = sorted((c for c in comparison.cells if c.group == g and c.lr is not None), key=lambda c: c.lr or 0.0)
         xs, ys, es, bad = [], [], [], []
         for c in cells:
-            lr = float(c.keys["optimizer.lr"])
+            lr = c.lr or 0.0
             mean, std = c.stat(column)
             if mean is None:
                 bad.append(lr)
@@ -168,7 +187,7 @@ def sensitivity_figure(comparison: Comparison, color: dict[str, str]) -> Figure:
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate (optimizer.lr)")
     ax.set_ylabel(f"final {comparison.loss.title('val')}")
-    ax.set_title("LR sensitivity: mean over seeds +-std (x = every seed diverged or failed)")
+    ax.set_title("LR sensitivity on validation: mean over seeds +-std (x = every seed diverged or failed)")
     ax.grid(True, which="both", alpha=0.4)
     ax.legend(fontsize="small")
     return fig
@@ -185,9 +204,10 @@ def cell_row(cell: Cell, comparison: Comparison) -> dict[str, Any]:
         "completed": cell.count(Status.COMPLETED),
         "diverged": cell.count(Status.DIVERGED),
     }
-    for metric in comparison.metrics:
-        column = metric.column("val")
-        row[f"final_{column}_mean"], row[f"final_{column}_std"] = cell.stat(column)
+    for split in ("val", comparison.split) if comparison.split != "val" else ("val",):
+        for metric in comparison.metrics:
+            column = metric.column(split)
+            row[f"final_{column}_mean"], row[f"final_{column}_std"] = cell.stat(column)
     return row
 
 
@@ -207,81 +227,122 @@ def shown(path: Path, base: Path) -> str:
 
 
 def notes(comparison: Comparison, base: Path) -> list[str]:
-    out = []
-    for run in comparison.runs:
-        if run.status is Status.DIVERGED:
-            out.append(f"{shown(run.dir, base)}: diverged at step {run.summary.diverged_at_step}")
-        elif run.status is not Status.COMPLETED:
-            out.append(f"{shown(run.dir, base)}: {run.status.value}" + (f" ({run.summary.error})" if run.summary.error else ""))
-    for g, cell in comparison.best.items():
-        frac = max((r.summary.lr_stalled_fraction or 0.0) for r in cell.runs)
-        if frac > STALL_NOTABLE:
-            out.append(
-                f"{g}: the LR stays below {STALL_RATIO:g} x its peak for {100 * frac:.0f}% of the run: training effectively stopped early"
-            )
+    """The diagnostics with the numbers behind them, then, cell by cell, the runs that did not complete."""
+    out = [f.text for f in comparison.flags]
+    for cell in comparison.cells:
+        where = cell.group + (f" at {cell.label()}" if cell.keys else "")
+        diverged = [r for r in cell.runs if r.status is Status.DIVERGED]
+        if diverged:
+            steps = ", ".join(str(r.summary.diverged_at_step) for r in diverged)
+            out.append(f"{where}: {len(diverged)} of {len(cell.runs)} runs diverged (at step {steps})")
+        for r in cell.runs:
+            if not r.status.has_result:
+                out.append(f"{where}: {shown(r.dir, base)} {r.status.value}" + (f" ({r.summary.error})" if r.summary.error else ""))
     return out
 
 
-def render_markdown(comparison: Comparison, figures: dict[str, Path], title: str, base: Path) -> str:
-    key = comparison.group_key
-    lines = [f"# {title}", "", headline(comparison), "", markdown_table(comparison)]
-    lines += ["", f"Varying keys: {', '.join(comparison.varying) or 'none'}. Grouped by `{key}`; mean ± std over seeds.", ""]
-    for name, path in figures.items():
-        lines += [f"![{name}]({FIG_DIR}/{path.name})", ""]
+def robustness_lines(comparison: Comparison) -> list[tuple[str, str, str]]:
+    """(peak LR, ranking at that LR, Kendall's tau with the tuned ranking), the tuned ranking first."""
+    rb = comparison.robustness
+    if rb is None:
+        return []
+    lines = [("each at its best (tuned)", " > ".join(rb.tuned), "1")]
+    lines += [(lr, " > ".join(ranking) or "-", "n/a" if math.isnan(tau) else f"{tau:+.2f}") for lr, ranking, tau in rb.per_lr]
+    return lines
+
+
+ROBUSTNESS_INTRO = (
+    "The ranking at each single peak LR, against the tuned one (every {key} at its own best LR). "
+    "Kendall's tau near 1: the answer does not depend on how the LR is chosen; near 0 or negative: it does."
+)
+
+
+def method_text(comparison: Comparison) -> str:
+    split = "the held-out test split" if comparison.split == "test" else "validation (no test split recorded)"
+    return (
+        f"Each {comparison.group_key} is taken at its best setting by mean final validation loss, then compared on {split}: "
+        f"mean with its {LEVEL:.0%} t interval over seeds, and the difference from the best one seed by seed "
+        f"(runs that share a seed share the initialisation and the data order), with Holm's correction over the "
+        f"comparisons. Varying keys: {', '.join(comparison.varying) or 'none'}."
+    )
+
+
+def render_markdown(comparison: Comparison, rows: list[dict[str, Any]], figures: dict[str, Path], title: str, base: Path) -> str:
+    lines = [f"# {title}", "", headline(comparison), "", markdown_table(comparison, rows), "", method_text(comparison), ""]
     if notes(comparison, base):
         lines += ["## Notes", ""] + [f"- {n}" for n in notes(comparison, base)] + [""]
+    if comparison.robustness:
+        lines += ["## Rank robustness", "", ROBUSTNESS_INTRO.format(key=comparison.group_key), ""]
+        lines += ["| peak LR | ranking | Kendall's tau |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in robustness_lines(comparison)] + [""]
+    lines += ["## Figures", ""]
+    for name, path in figures.items():
+        lines += [f"![{name}]({FIG_DIR}/{path.name})", ""]
     return "\n".join(lines)
 
 
 CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 0 auto; max-width: 1100px;
+body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 0 auto; max-width: 1180px;
        padding: 1.2em 1.5em 3em; color: #1d2330; line-height: 1.45; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top: 1.8em; }
-.headline { font-size: 1.1em; background: #eef5ee; border-left: 4px solid #2e7d32; padding: 0.7em 1em; }
-table { border-collapse: collapse; width: 100%; font-size: 0.92em; margin: 1em 0; }
-th, td { border-bottom: 1px solid #d8dce3; padding: 0.35em 0.6em; text-align: right; white-space: nowrap; }
+.headline { font-size: 1.05em; background: #eef5ee; border-left: 4px solid #2e7d32; padding: 0.7em 1em; }
+.headline.caution { background: #fff6e5; border-left-color: #e08a00; }
+table { border-collapse: collapse; width: 100%; font-size: 0.88em; margin: 1em 0; }
+th, td { border-bottom: 1px solid #d8dce3; padding: 0.35em 0.5em; text-align: right; }
 th { background: #f3f5f8; } td:nth-child(2), td:nth-child(3), th:nth-child(2), th:nth-child(3) { text-align: left; }
+td:last-child, th:last-child { text-align: left; }
 tr.winner td { font-weight: 600; background: #f6fbf6; }
 img { max-width: 100%; height: auto; display: block; margin: 0.8em 0 1.6em; }
-.meta { color: #5a6270; font-size: 0.9em; } li { margin: 0.2em 0; } code { background: #f3f5f8; padding: 0 0.25em; }
+.meta { color: #5a6270; font-size: 0.9em; } li { margin: 0.3em 0; } code { background: #f3f5f8; padding: 0 0.25em; }
 """
 
 
-def render_html(comparison: Comparison, figures: dict[str, Path], title: str, spread: str, smoothing: float, base: Path) -> str:
+def render_html(
+    comparison: Comparison, rows: list[dict[str, Any]], figures: dict[str, Path], title: str, spread: str, smoothing: float, base: Path
+) -> str:
     esc = html.escape
     key = comparison.group_key
     head = table_header(comparison)
-    rows = "".join(
+    body = "".join(
         f"<tr{' class=winner' if r['rank'] == 1 else ''}>" + "".join(f"<td>{esc(c)}</td>" for c in table_cells(r, comparison)) + "</tr>"
-        for r in comparison.table
+        for r in rows
     )
     images = "".join(
         f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"></figure>'
         for name, path in figures.items()
     )
     note_items = "".join(f"<li>{esc(n)}</li>" for n in notes(comparison, base))
-    loss = comparison.loss.column("val")
+    robust = ""
+    if comparison.robustness:
+        lines = "".join(f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{esc(c)}</td></tr>" for a, b, c in robustness_lines(comparison))
+        robust = (
+            f'<h2>Rank robustness</h2><p>{esc(ROBUSTNESS_INTRO.format(key=key))}</p><table id="robustness">'
+            f"<thead><tr><th>peak LR</th><th>ranking</th><th>Kendall's tau</th></tr></thead><tbody>{lines}</tbody></table>"
+        )
+    column = comparison.loss.column(comparison.split)
     run_items = "".join(
         f"<tr><td>{esc(shown(r.dir, base))}</td><td>{esc(r.value(key))}</td><td>{esc(str(r.summary.seed))}</td>"
-        f"<td>{esc(r.status.value)}</td><td>{fmt(r.summary.final.get(loss))}</td></tr>"
+        f"<td>{esc(r.status.value)}</td><td>{fmt(r.summary.final.get(column))}</td></tr>"
         for r in comparison.runs
     )
-    band = "min-max" if spread == "minmax" else "±std"
+    caution = " caution" if any(f.kind in REGIME_KINDS for f in comparison.flags) else ""
+    band_kind = "min-max" if spread == "minmax" else "±std"
+    smooth = f", training loss EMA-smoothed {smoothing:g}" if smoothing else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)}</title><style>{CSS}</style></head>
 <body>
 <h1>{esc(title)}</h1>
-<p class="meta">Grouped by <code>{esc(key)}</code>; varying keys: {esc(", ".join(comparison.varying) or "none")}.
-Numbers are mean ± std over seeds of completed runs; curves show the mean with a {band} band{", training loss EMA-smoothed " + format(smoothing, "g") if smoothing else ""}.</p>
-<p class="headline" id="headline">{esc(headline(comparison))}</p>
-<table id="summary"><thead><tr>{"".join(f"<th>{esc(h)}</th>" for h in head)}</tr></thead><tbody>{rows}</tbody></table>
+<p class="headline{caution}" id="headline">{esc(headline(comparison))}</p>
+<table id="summary"><thead><tr>{"".join(f"<th>{esc(h)}</th>" for h in head)}</tr></thead><tbody>{body}</tbody></table>
+<p class="meta">{esc(method_text(comparison))} Curves show the mean with a {band_kind} band{smooth}.</p>
 {f'<h2>Notes</h2><ul id="notes">{note_items}</ul>' if note_items else ""}
+{robust}
 <h2>Figures</h2>
 {images}
 <h2>Runs</h2>
 <details><summary>{len(comparison.runs)} run directories</summary>
-<table><thead><tr><th>directory</th><th>{esc(key)}</th><th>seed</th><th>status</th><th>final {esc(loss.replace("_", " "))}</th></tr></thead>
+<table><thead><tr><th>directory</th><th>{esc(key)}</th><th>seed</th><th>status</th><th>final {esc(column.replace("_", " "))}</th></tr></thead>
 <tbody>{run_items}</tbody></table></details>
 </body></html>
 """

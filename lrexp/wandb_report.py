@@ -5,7 +5,7 @@
 
 The report: a title and a one-paragraph summary (which schedule won, by how much, from the local
 runs), LR, training loss and each validation metric vs step grouped by schedule (mean with a min-max
-band), a run comparer, a parallel-coordinates plot (schedule, peak LR, final validation loss) and the
+band), a run comparer, a parallel-coordinates plot (schedule, peak LR, final test loss) and the
 local comparison table. Its panels read the W&B runs of one group (the sweep) in one project.
 
 DIR: sweep or run directories (lrexp.compare reads them); the summary and table come from them, and
@@ -26,9 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from lrexp.compare import LOSS, Comparison, Run, compare, find_runs, headline, markdown_table
+from lrexp.compare import LOSS, Comparison, Run, compare, find_runs, table
 from lrexp.errors import describe
 from lrexp.record import STEP, Metric, Status
+from lrexp.verdict import headline, markdown_table
 
 DEFAULT_PROJECT = "lrexp"
 SPEC_FILE = "wandb-report.json"
@@ -143,6 +144,7 @@ def build_wandb_report(
     from wandb_workspaces import expr
 
     group_key = comparison.group_key if comparison else "scheduler"
+    split = comparison.split if comparison else "test"  # the split the comparison reports
     by = config_key(group_key)
 
     def runset() -> Any:  # one per grid: a runset belongs to the grid that shows it
@@ -178,7 +180,7 @@ def build_wandb_report(
     columns += [
         wr.ParallelCoordinatesPlotColumn(metric=wr.Config("optimizer.lr"), display_name="peak LR", log=True),
         wr.ParallelCoordinatesPlotColumn(
-            metric=wr.SummaryMetric(f"final_{metrics[0].column('val')}"), display_name=f"final val {metrics[0].name}"
+            metric=wr.SummaryMetric(f"final_{metrics[0].column(split)}"), display_name=f"final {split} {metrics[0].name}"
         ),
     ]
 
@@ -197,7 +199,9 @@ def build_wandb_report(
         ),
     ]
     if comparison is not None:
-        blocks += [wr.H2("Local comparison table"), wr.MarkdownBlock(text=markdown_table(comparison))]
+        blocks += [wr.H2("Local comparison table"), wr.MarkdownBlock(text=markdown_table(comparison, table(comparison)))]
+        if comparison.flags:
+            blocks += [wr.H2("Notes"), wr.MarkdownBlock(text="\n".join(f"- {f.text}" for f in comparison.flags))]
     title = f"lrexp: {group_key} comparison" + (f" ({sweep_name(group)})" if group else "")
     return wr.Report(
         entity=entity or "",
@@ -250,7 +254,9 @@ def summary_text(comparison: Comparison | None) -> str:
     done = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     return (
         f"{headline(comparison)} {len(runs)} runs ({done}); {plural(len(comparison.groups), 'value')} of {comparison.group_key} compared; "
-        f"varying: {', '.join(comparison.varying) or 'nothing'}. Mean ± std over seeds; curves show the mean with a min-max band."
+        f"varying: {', '.join(comparison.varying) or 'nothing'}. Each at its best setting on validation, compared on the "
+        f"{'held-out test' if comparison.split == 'test' else 'validation'} split: 95% intervals over seeds, paired "
+        "differences from the best with Holm's correction; curves show the mean with a min-max band."
     )
 
 

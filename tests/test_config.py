@@ -26,7 +26,7 @@ def options(group: str):
 def test_defaults_compose_to_a_trainable_run():
     cfg, names = compose_config()
     assert names["task"] == "digits" and names["optimizer"] == "adamw" and names["scheduler"] == "cosine"
-    assert cfg.run.steps == 3000 and cfg.seed == 0 and cfg.task.batch_size == 128
+    assert cfg.run.steps == 600 and cfg.seed == 0 and cfg.task.batch_size == 128
     assert list(cfg.task.hidden) == [256, 256]
     assert "local" in cfg.logger
 

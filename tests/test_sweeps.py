@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import math
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import yaml
+from scipy import stats as sp
 
 from lrexp.record import read_metrics
 from tests.helpers import run_cli, summary_json
@@ -36,10 +38,6 @@ def overrides(run_dir: Path) -> dict[str, str]:
     return dict(o.split("=", 1) for o in yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()))
 
 
-def final_val_loss(run_dir: Path) -> float:
-    return [r["val_loss"] for r in read_metrics(run_dir) if r["val_loss"] is not None][-1]
-
-
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -47,16 +45,16 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def basic_sweep(tmp_path_factory) -> Path:
-    """2 schedules x 2 peak LRs (one of them diverges) x 2 seeds under Hydra's basic launcher."""
+    """2 schedules x 2 peak LRs (one of them diverges) x 3 seeds under Hydra's basic launcher."""
     cwd = tmp_path_factory.mktemp("basic")
-    out = run_cli(["-m", "scheduler=exp,cosine", "optimizer.lr=1e-3,1000", "seed=0,1", *SHORT, "hydra.sweep.dir=sweep"], cwd=cwd)
+    out = run_cli(["-m", "scheduler=exp,cosine", "optimizer.lr=1e-3,1000", "seed=0,1,2", *SHORT, "hydra.sweep.dir=sweep"], cwd=cwd)
     assert out.returncode == 0, out.stderr
     return cwd / "sweep"
 
 
 def test_basic_sweep_leaves_one_complete_run_per_job_and_one_report(basic_sweep):
     dirs = job_dirs(basic_sweep)
-    assert len(dirs) == 8
+    assert len(dirs) == 12
     for d in dirs:
         assert (d / "metrics.csv").is_file() and (d / ".hydra" / "config.yaml").is_file()
         assert summary_json(d)["status"] == ("diverged" if overrides(d)["optimizer.lr"] == "1000" else "completed")
@@ -67,33 +65,67 @@ def test_basic_sweep_leaves_one_complete_run_per_job_and_one_report(basic_sweep)
 
 
 def test_report_table_matches_the_runs_own_metrics(basic_sweep):
-    """Each schedule at its best LR: runs, mean +- std of the final validation loss, diverged count, rank."""
+    """Each schedule at its best LR, chosen on validation; then, on the held-out test split: the mean and its
+    95% t interval, the paired difference from the best with its interval, seeds won, Holm's p. Every number
+    recomputed here, with scipy, from each run's own metrics.csv."""
     by_cell: dict[tuple, list[Path]] = {}
     for d in job_dirs(basic_sweep):
         o = overrides(d)
         by_cell.setdefault((o["scheduler"], o["optimizer.lr"]), []).append(d)
-    expected = {}
-    for (sched, lr), dirs in by_cell.items():
-        if lr == "0.001":  # the diverging LR can never be a schedule's best cell
-            losses = [final_val_loss(d) for d in dirs]
-            expected[sched] = (len(dirs), statistics.fmean(losses), statistics.stdev(losses))
+    test = {}  # schedule -> seed -> final test loss, at the LR validation chose
+    for sched in {s for s, _ in by_cell}:
+        lr = min((lr for s, lr in by_cell if s == sched), key=lambda lr: mean_val(by_cell[(sched, lr)]))
+        assert lr == "0.001"  # the diverging LR can never be chosen
+        test[sched] = {int(overrides(d)["seed"]): last_row(d)["test_loss"] for d in by_cell[(sched, lr)]}
+    order = sorted(test, key=lambda s: statistics.fmean(test[s].values()))
     table = read_csv(basic_sweep / "summary.csv")
-    assert [r["scheduler"] for r in table] == sorted(expected, key=lambda s: expected[s][1])  # ranked by mean loss
+    assert [r["scheduler"] for r in table] == order  # ranked by the held-out number the table reports
+    best = test[order[0]]
     for rank, row in enumerate(table, 1):
-        runs, mean, std = expected[row["scheduler"]]
-        assert int(row["rank"]) == rank and int(row["runs"]) == runs and row["settings"] == "optimizer.lr=0.001"
-        assert float(row["final_val_loss_mean"]) == pytest.approx(mean, rel=1e-12)
-        assert float(row["final_val_loss_std"]) == pytest.approx(std, rel=1e-12)
-        assert int(row["diverged"]) == 0
+        values = list(test[row["scheduler"]].values())
+        n, mean, sd = len(values), statistics.fmean(values), statistics.stdev(values)
+        half = sp.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+        assert int(row["rank"]) == rank and int(row["runs"]) == 3 and row["settings"] == "optimizer.lr=0.001" and row["split"] == "test"
+        assert float(row["final_test_loss_mean"]) == pytest.approx(mean, rel=1e-12)
+        assert float(row["final_test_loss_std"]) == pytest.approx(sd, rel=1e-12)
+        assert (float(row["final_test_loss_ci_low"]), float(row["final_test_loss_ci_high"])) == pytest.approx(
+            (mean - half, mean + half), rel=1e-9
+        )
+        if rank == 1:
+            assert row["diff_mean"] == "" and row["p_holm"] == ""
+            continue
+        diffs = [test[row["scheduler"]][s] - best[s] for s in sorted(best)]
+        d_mean, d_half = statistics.fmean(diffs), sp.t.ppf(0.975, 2) * statistics.stdev(diffs) / math.sqrt(3)
+        assert float(row["diff_mean"]) == pytest.approx(d_mean, rel=1e-9)
+        assert (float(row["diff_ci_low"]), float(row["diff_ci_high"])) == pytest.approx((d_mean - d_half, d_mean + d_half), rel=1e-9)
+        assert int(row["wins"]) == sum(d < 0 for d in diffs) and int(row["pairs"]) == 3 and row["paired"] == "True"
+        p = sp.ttest_rel(list(test[row["scheduler"]].values()), list(best.values())).pvalue
+        assert float(row["p"]) == pytest.approx(p, rel=1e-9) and float(row["p_holm"]) == pytest.approx(p, rel=1e-9)  # one comparison
+        verdict = (basic_sweep / "report.md").read_text()
+        won = p < 0.05
+        assert (f"{order[0]} (at optimizer.lr=0.001, chosen on validation) wins" in verdict) == won and (
+            f"Cannot tell {order[0]}, {row['scheduler']} apart at 3 seeds" in verdict
+        ) == (not won)
     cells = read_csv(basic_sweep / "cells.csv")
     assert sorted((c["scheduler"], c["optimizer.lr"], c["diverged"]) for c in cells) == [
         ("cosine", "0.001", "0"),
-        ("cosine", "1000", "2"),
+        ("cosine", "1000", "3"),
         ("exp", "0.001", "0"),
-        ("exp", "1000", "2"),
+        ("exp", "1000", "3"),
     ]
     md = (basic_sweep / "report.md").read_text()
-    assert f"{table[0]['scheduler']} wins" in md and "diverged at step" in md
+    assert "exp at optimizer.lr=1000: 3 of 3 runs diverged (at step" in md and "Grid edge" in md  # 0.001: the lowest LR of this grid
+    assert "## Rank robustness" in md
+
+
+def mean_val(dirs: list[Path]) -> float:
+    """A cell's mean final validation loss (inf where a seed diverged: such a cell is never chosen)."""
+    rows = [last_row(d) for d in dirs]
+    return math.inf if any(summary_json(d)["status"] != "completed" for d in dirs) else statistics.fmean(r["val_loss"] for r in rows)
+
+
+def last_row(run_dir: Path) -> dict:
+    return read_metrics(run_dir)[-1]
 
 
 def test_the_same_report_comes_back_from_the_cli(basic_sweep, tmp_path):
@@ -114,7 +146,7 @@ def test_report_can_group_by_any_key(basic_sweep, tmp_path):
     assert out.returncode == 0, out.stderr
     table = read_csv(tmp_path / "r" / "summary.csv")
     assert [r["optimizer.lr"] for r in table] == ["0.001", "1000"]
-    assert table[1]["rank"] == "" and int(table[1]["diverged"]) == 2  # every run at lr=1000 diverged: unranked
+    assert table[1]["rank"] == "" and int(table[1]["diverged"]) == 3  # every run at lr=1000 diverged: unranked
     bad = run_cli([str(basic_sweep), "--group-by", "nope", "--out", str(tmp_path / "r2")], cwd=tmp_path, module="lrexp.report")
     assert bad.returncode == 2 and bad.stderr.startswith("lrexp.report: error: --group-by=nope")
 
@@ -185,7 +217,7 @@ def test_report_html_opens_offline_in_a_real_browser_with_every_image_decoded(ba
     check = json.loads(html.unescape(match.group(1)))
     figures = len(list((basic_sweep / "report").glob("*.png")))
     assert len(check["images"]) == figures and all(w > 0 for w in check["images"]), check["images"]
-    assert check["rows"] == 2 and "wins" in check["headline"]
+    assert check["rows"] == 2 and (" wins: " in check["headline"] or check["headline"].startswith("Cannot tell"))
     assert check["overflow"] <= 0, "the report must fit a laptop screen without horizontal scrolling"
     shot = tmp_path / "shot.png"
     subprocess.run([chromium(), *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)

@@ -61,14 +61,12 @@ def test_the_sweep_report_ranks_and_tabulates_by_the_tasks_own_metrics(sine_swee
     means = {}
     for sched in ("cosine_warmup", "constant"):
         jobs = [d for d in sine_sweep.iterdir() if d.name.isdigit() and summary_json(d)["scheduler"] == sched]
-        finals = [summary_json(d)["final_val_mse"] for d in jobs]
-        means[sched] = statistics.fmean(finals)
-        assert float(table[sched]["final_val_mse_mean"]) == pytest.approx(means[sched], rel=1e-12)
-        assert float(table[sched]["final_val_r2_mean"]) == pytest.approx(
-            statistics.fmean(summary_json(d)["final_val_r2"] for d in jobs), rel=1e-12
-        )
+        means[sched] = statistics.fmean(summary_json(d)["final_test_mse"] for d in jobs)
+        r2 = statistics.fmean(summary_json(d)["final_test_r2"] for d in jobs)
+        assert float(table[sched]["final_test_mse_mean"]) == pytest.approx(means[sched], rel=1e-12)
+        assert float(table[sched]["final_test_r2_mean"]) == pytest.approx(r2, rel=1e-12)
     assert [s for s, r in sorted(table.items(), key=lambda kv: int(kv[1]["rank"]))] == sorted(means, key=means.get)
     md = (sine_sweep / "report.md").read_text()
-    assert "| final val mse | final val r2 |" in md and "mean squared error" in md
+    assert "| final test mse [95% CI] |" in md and "| final test r2 |" in md and "final test mean squared error" in md
     for figure in ("val_mse", "val_r2", "ranking"):
         assert (sine_sweep / "report" / f"{figure}.png").stat().st_size > 5000, figure

@@ -1,89 +1,237 @@
-"""Comparison on synthetic runs, in milliseconds: what varies, cells and their best, the table's
-statistics, ranking by the declared loss whatever its direction, the verdict's wording, curve bands."""
+"""Comparison on synthetic runs, in milliseconds: validation chooses and test reports, ranking by the
+declared loss whatever its direction, paired differences with Holm's correction, the verdict's words
+and its false-positive rate over simulated null sweeps, every diagnostic on a constructed case (and
+silence on a clean one), rank robustness across an LR grid, curve bands."""
 
 from __future__ import annotations
 
 import json
+import math
+import random
 import statistics
 from pathlib import Path
 
 import pytest
 
-from lrexp.compare import Run, band, compare, find_runs, headline, varying_keys
+from lrexp import stats
+from lrexp.compare import Run, band, compare, find_runs, table, varying_keys
 from lrexp.record import Goal, Metric, Status, Summary
+from lrexp.verdict import headline
 
 LOSS = Metric("loss", Goal.MIN, "loss", "log")
 ACC = Metric("acc", Goal.MAX, "accuracy", "linear")
+STEPS = 100
 
 
-def run(schedule: str, seed: int, loss: float, status: Status = Status.COMPLETED, metrics=(LOSS, ACC), **overrides) -> Run:
-    s = Summary(
-        status, scheduler=schedule, seed=seed, metrics=list(metrics), final={"val_loss": loss, "val_acc": 1 - loss}, best={"val_loss": loss}
+def curve_rows(final: float, *, lr=lambda s: 1.0, val=None, train=None):
+    """Rows every 10 steps: by default a clean curve (validation falls to ``final`` and stays there)."""
+    val = val or (lambda s: final * (1 + 4 * math.exp(-s / 10)))
+    train = train or (lambda s: final * (1 + 4 * math.exp(-s / 10)))
+    return [{"step": s, "lr": lr(s), "train_loss": train(s), "val_loss": val(s)} for s in [*range(0, STEPS, 10), STEPS - 1]]
+
+
+def run(group, seed, test, val=None, status=Status.COMPLETED, rows=None, stalled=0.0, **overrides) -> Run:
+    val = test if val is None else val
+    s = Summary(status, scheduler=group, seed=seed, steps=STEPS, metrics=[LOSS, ACC], lr_stalled_fraction=stalled,
+                final={"val_loss": val, "test_loss": test, "val_acc": 1 - val, "test_acc": 1 - test})  # fmt: skip
+    return Run(
+        Path(f"/runs/{group}/{seed}/{len(overrides)}"), s, rows or curve_rows(val), {"scheduler": group, "seed": str(seed), **overrides}
     )
-    rows = [{"step": 0, "val_loss": loss + 1.0}, {"step": 10, "val_loss": loss}]
-    return Run(Path(f"/runs/{schedule}/{seed}"), s, rows, {"scheduler": schedule, "seed": str(seed), **overrides})
+
+
+def sweep(means: dict[str, float], seeds=5, luck=0.05, noise=0.002, rng_seed=0, **kw) -> list[Run]:
+    """Groups with the given true means; every seed's luck is shared by all groups (same init, same data)."""
+    rng = random.Random(rng_seed)
+    lucks = [rng.gauss(0, luck) for _ in range(seeds)]
+    return [run(g, s, m + lucks[s] + rng.gauss(0, noise), **kw) for g, m in means.items() for s in range(seeds)]
 
 
 def test_varying_keys_leave_out_neutral_keys_and_keys_that_do_not_vary():
-    runs = [
-        run("a", 0, 1.0, **{"run.threads": "1", "optimizer.lr": "0.1", "logger": "wandb"}),
-        run("b", 1, 1.0, **{"run.threads": "2", "optimizer.lr": "0.1", "hydra.launcher.n_jobs": "3"}),
-    ]
+    runs = [run("a", 0, 1.0, **{"run.threads": "1", "optimizer.lr": "0.1", "logger": "wandb"}),
+            run("b", 1, 1.0, **{"run.threads": "2", "optimizer.lr": "0.1", "hydra.launcher.n_jobs": "3"})]  # fmt: skip
     assert varying_keys(runs) == ["scheduler", "seed"]
 
 
-def test_each_schedule_is_compared_at_its_best_cell_with_mean_and_sample_std():
-    runs = [
-        run(s, seed, loss, **{"optimizer.lr": lr})
-        for s, lr, losses in [("a", "0.1", [0.5, 0.7]), ("a", "0.01", [0.3, 0.4]), ("b", "0.1", [0.2, 0.6]), ("b", "0.01", [0.9, 0.8])]
-        for seed, loss in enumerate(losses)
-    ]
+def test_validation_chooses_the_cell_and_test_reports_it():
+    # At lr 0.1 group a looks better on validation (0.30) than at lr 0.01 (0.35); on test it is the other way.
+    runs = [run("a", s, test=0.50, val=0.30, **{"optimizer.lr": "0.1"}) for s in range(3)]
+    runs += [run("a", s, test=0.20, val=0.35, **{"optimizer.lr": "0.01"}) for s in range(3)]
+    runs += [run("b", s, test=0.40, val=0.40, **{"optimizer.lr": "0.1"}) for s in range(3)]
     c = compare(runs)
-    assert c.group_key == "scheduler" and c.groups == ["a", "b"]  # a: 0.35 at lr 0.01 beats b: 0.4 at lr 0.1
-    a, b = c.table
-    assert (a["settings"], a["final_val_loss_mean"], a["final_val_loss_std"]) == ("optimizer.lr=0.01", 0.35, statistics.stdev([0.3, 0.4]))
-    assert (b["settings"], b["rank"], b["final_val_acc_mean"]) == ("optimizer.lr=0.1", 2, pytest.approx(0.6))
+    assert c.split == "test"
+    a = next(r for r in table(c) if r["scheduler"] == "a")
+    assert a["settings"] == "optimizer.lr=0.1"  # chosen on validation, never on test
+    assert a["final_test_loss_mean"] == 0.50 and a["final_val_loss_mean"] == 0.30
+    assert c.groups == ["b", "a"]  # ranked by the held-out number it reports
+
+
+def test_without_a_test_split_the_report_falls_back_to_validation_and_says_so():
+    runs = [run("a", s, 0.1) for s in range(3)] + [run("b", s, 0.2) for s in range(3)]
+    for r in runs:
+        del r.summary.final["test_loss"]
+    c = compare(runs)
+    assert c.split == "val" and "No test split was recorded" in headline(c)
 
 
 def test_a_cell_with_a_diverged_run_never_beats_a_cell_that_completed():
-    runs = [
-        run("a", 0, 0.1, **{"optimizer.lr": "1"}),
-        run("a", 1, 0.1, Status.DIVERGED, **{"optimizer.lr": "1"}),
-        run("a", 0, 0.5, **{"optimizer.lr": "0.1"}),
-        run("a", 1, 0.5, **{"optimizer.lr": "0.1"}),
-        run("b", 0, 0.9),
-        run("b", 1, 0.9),
-    ]
-    row = compare(runs, "scheduler").table[0]
-    assert row["settings"] == "optimizer.lr=0.1" and row["final_val_loss_mean"] == 0.5
+    runs = [run("a", 0, 0.1, **{"optimizer.lr": "1"}), run("a", 1, 0.1, status=Status.DIVERGED, **{"optimizer.lr": "1"})]
+    runs += [run("a", s, 0.5, **{"optimizer.lr": "0.1"}) for s in (0, 1)] + [run("b", s, 0.9) for s in (0, 1)]
+    row = table(compare(runs, "scheduler"))[0]
+    assert row["settings"] == "optimizer.lr=0.1" and row["final_test_loss_mean"] == 0.5
 
 
 def test_failed_and_interrupted_runs_count_once_as_without_result():
-    runs = [run("a", 0, 0.5), run("a", 1, 0.5, Status.FAILED), run("a", 2, 0.5, Status.INTERRUPTED), run("a", 3, 0.5, Status.DIVERGED)]
-    (row,) = compare(runs).table
+    runs = [run("a", 0, 0.5), run("a", 1, 0.5, status=Status.FAILED), run("a", 2, 0.5, status=Status.INTERRUPTED)]
+    (row,) = table(compare([*runs, run("a", 3, 0.5, status=Status.DIVERGED)]))
     assert (row["runs"], row["completed"], row["diverged"], row["failed"]) == (4, 1, 1, 2)
-    assert row["final_val_loss_std"] is None  # one completed run: no spread, not a spread of 0
+    assert row["final_test_loss_std"] is None  # one completed run: no spread, not a spread of 0
+
+
+def test_the_table_states_the_interval_and_the_paired_difference_from_the_best():
+    runs = sweep({"a": 0.10, "b": 0.13, "c": 0.20})
+    rows = table(compare(runs))
+    best, second = rows[0], rows[1]
+    a = [r.summary.final["test_loss"] for r in runs if r.summary.scheduler == "a"]
+    b = [r.summary.final["test_loss"] for r in runs if r.summary.scheduler == "b"]
+    mean, low, high = stats.mean_interval(a)
+    assert (best["final_test_loss_mean"], best["final_test_loss_ci_low"], best["final_test_loss_ci_high"]) == pytest.approx(
+        (mean, low, high)
+    )
+    d = stats.paired(dict(enumerate(b)), dict(enumerate(a)))
+    assert (second["diff_mean"], second["diff_ci_low"], second["diff_ci_high"], second["wins"], second["pairs"]) == pytest.approx(
+        (d.mean, d.low, d.high, 0, 5)
+    )
+    raw = [r["p"] for r in rows[1:]]
+    assert [r["p_holm"] for r in rows[1:]] == pytest.approx(stats.holm(raw))
+    assert best["diff_mean"] is None and best["p_holm"] is None
+
+
+def test_a_clear_winner_is_named_with_its_interval():
+    c = compare(sweep({"a": 0.10, "b": 0.13, "c": 0.20}))
+    text = headline(c)
+    assert text.startswith("a wins: its final test loss is ") and "paired over 5 seeds, Holm-corrected" in text
+    assert "the closest, b, by +0.03" in text
+
+
+def test_schedules_that_cannot_be_told_apart_are_named_with_the_seeds_it_would_take():
+    c = compare(sweep({"a": 0.100, "b": 0.1005, "c": 0.30}, noise=0.004))
+    text = headline(c)
+    assert text.startswith("Cannot tell a, b apart at 5 seeds") and "c is worse (intervals exclude zero)" in text
+    n = c.results[1].seeds_needed
+    assert n is not None and n > 5 and (f"about {n} seeds" in text or "more than 1000" in text)
+
+
+def test_a_single_run_per_group_gives_no_verdict():
+    text = headline(compare([run("a", 0, 0.1), run("b", 0, 0.2)]))
+    assert "no verdict" in text and "wins" not in text
+
+
+def test_groups_without_shared_seeds_are_compared_unpaired_and_it_says_so():
+    runs = [run("a", s, 0.1 + 0.001 * s) for s in range(3)] + [run("b", s, 0.3 + 0.001 * s) for s in range(10, 13)]
+    c = compare(runs)
+    assert not c.results[1].diff.paired and "unpaired: the groups do not share seeds" in headline(c)
+    assert table(c)[1]["paired"] is False
+
+
+@pytest.mark.parametrize("groups", [2, 4])
+def test_identical_schedules_are_declared_a_winner_at_most_about_5_percent_of_the_time(groups):
+    """Simulated null sweeps: every group has the same true loss; only luck differs."""
+    sims, wins = 600, 0
+    for i in range(sims):
+        means = {chr(97 + g): 0.1 for g in range(groups)}
+        wins += " wins:" in headline(compare(sweep(means, seeds=5, luck=0.05, noise=0.003, rng_seed=i)))
+    assert wins / sims <= 0.075, wins / sims  # nominal 5%; Holm over the comparisons keeps it there or below
 
 
 def test_a_higher_is_better_loss_ranks_the_highest_first():
     score = Metric("score", Goal.MAX, "score", "linear")
 
-    def scored(schedule, seed, value):
-        s = Summary(Status.COMPLETED, scheduler=schedule, seed=seed, metrics=[score], final={"val_score": value})
-        return Run(Path(f"/r/{schedule}{seed}"), s, [], {"scheduler": schedule, "seed": str(seed)})
+    def scored(group, seed, value):
+        s = Summary(Status.COMPLETED, scheduler=group, seed=seed, metrics=[score], final={"val_score": value, "test_score": value})
+        return Run(Path(f"/r/{group}{seed}"), s, [], {"scheduler": group, "seed": str(seed)})
 
-    c = compare([scored("low", 0, 0.2), scored("low", 1, 0.3), scored("high", 0, 0.8), scored("high", 1, 0.9)])
-    assert c.groups == ["high", "low"] and headline(c).startswith("high wins with a final validation score of 0.8500")
-    assert "above the runner-up" in headline(c)
+    c = compare([scored("low", s, 0.2 + 0.01 * s) for s in range(3)] + [scored("high", s, 0.8 + 0.01 * s) for s in range(3)])
+    assert c.groups == ["high", "low"] and headline(c).startswith("high wins: its final test score is 0.8100")
+    assert c.results[1].diff.mean == pytest.approx(0.6)  # oriented: positive = worse
 
 
-def test_the_verdict_weighs_the_gap_against_the_seed_spread():
-    clear = compare([run("a", s, v) for s, v in enumerate([0.10, 0.11])] + [run("b", s, v) for s, v in enumerate([0.50, 0.51])])
-    assert "larger than the seed-to-seed spread" in headline(clear)
-    tied = compare([run("a", s, v) for s, v in enumerate([0.1, 0.5])] + [run("b", s, v) for s, v in enumerate([0.2, 0.45])])
-    assert "not a clear win" in headline(tied)
-    single = compare([run("a", 0, 0.1), run("b", 0, 0.2)])
-    assert "no seed spread to weigh the gap against" in headline(single)
+# --- diagnostics ---------------------------------------------------------------------------------
+
+
+def flags_of(runs):
+    return {f.kind: f for f in compare(runs).flags}
+
+
+def test_a_clean_sweep_raises_no_flag():
+    assert flags_of(sweep({"a": 0.1, "b": 0.2}, luck=0.005)) == {}
+
+
+def test_overfitting_fires_when_validation_rises_while_training_falls():
+    def overfit(s):
+        return 0.1 * (1 + 4 * math.exp(-s / 5)) + 0.0006 * max(0, s - 30)  # best near step 30, then up ~40%
+
+    rows = curve_rows(0.1, val=overfit, train=lambda s: math.exp(-s / 10))
+    f = flags_of([run("a", s, 0.14, rows=rows) for s in range(3)] + [run("b", s, 0.2) for s in range(3)])
+    assert set(f) == {"overfitting"} and f["overfitting"].groups == ("a",)
+    assert "above its best at step 30 of 100" in f["overfitting"].text
+
+
+def test_still_learning_fires_for_a_high_lr_still_falling_and_not_for_an_annealing_drop():
+    def falling(s):
+        return 2.0 - 0.01 * s  # still falling fast at the end: 0.25 over the last quarter, 24% of the final value
+
+    def decay(s):
+        return 1 - s / STEPS
+
+    high = curve_rows(1.01, val=falling)
+    f = flags_of([run("constant", s, 1.0, rows=high) for s in range(3)] + [run("linear", s, 1.1) for s in range(3)])
+    assert set(f) == {"still learning"} and f["still learning"].groups == ("constant",)
+    assert "at 100% of its peak LR" in f["still learning"].text
+    annealing = curve_rows(1.01, val=falling, lr=decay)  # the same fall while the LR decays to zero
+    assert flags_of([run("linear", s, 1.0, rows=annealing) for s in range(3)] + [run("b", s, 1.1) for s in range(3)]) == {}
+
+
+def test_grid_edge_fires_only_when_the_best_lr_is_the_lowest_or_highest():
+    def grid(best_lr):
+        return [
+            run(g, s, 0.1 if lr == best_lr else 0.3, **{"optimizer.lr": lr})
+            for g in "ab"
+            for lr in ("0.001", "0.01", "0.1")
+            for s in range(3)
+        ]
+
+    edge = flags_of(grid("0.1"))["grid edge"]
+    assert "0.1, is the highest of the grid (0.001, 0.01, 0.1)" in edge.text and "extend the grid up" in edge.text
+    assert "grid edge" not in flags_of(grid("0.01"))
+
+
+def test_too_few_seeds_and_unstable_lr_and_stalled_lr():
+    assert "too few seeds" in flags_of([run("a", s, 0.1) for s in range(2)] + [run("b", s, 0.2) for s in range(2)])
+    assert "too few seeds" not in flags_of(sweep({"a": 0.1, "b": 0.2}, seeds=3))
+    mixed = [run("a", 0, 0.1), run("a", 1, 0.1), run("a", 2, 0.1, status=Status.DIVERGED)] + [run("b", s, 0.2) for s in range(3)]
+    assert "1 of 3 seeds diverged" in flags_of(mixed)["unstable LR"].text
+    spread = [run("a", s, v) for s, v in enumerate([0.1, 0.2, 0.3])] + [run("b", s, 0.5) for s in range(3)]
+    assert "varies by 50% of its mean" in flags_of(spread)["unstable LR"].text
+    stalled = [run("a", s, 0.1, stalled=0.77) for s in range(3)] + [run("b", s, 0.2) for s in range(3)]
+    assert "for 77% of the run" in flags_of(stalled)["stalled LR"].text
+
+
+def test_the_verdict_warns_when_the_regime_makes_the_ranking_doubtful():
+    rows = curve_rows(1.01, val=lambda s: 2.0 - 0.01 * s)
+    c = compare([run("constant", s, 1.0 + 0.001 * s, rows=rows) for s in range(3)] + [run("linear", s, 1.5 + 0.001 * s) for s in range(3)])
+    assert "Caution: still learning (constant)" in headline(c)
+
+
+def test_rank_robustness_compares_the_ranking_at_each_lr_with_the_tuned_one():
+    # a is best tuned (at 0.1); at 0.01 b beats a: the ranking depends on the LR protocol.
+    values = {("a", "0.01"): 0.30, ("a", "0.1"): 0.10, ("b", "0.01"): 0.20, ("b", "0.1"): 0.25}
+    runs = [run(g, s, v + 0.001 * s, **{"optimizer.lr": lr}) for (g, lr), v in values.items() for s in range(3)]
+    rb = compare(runs).robustness
+    assert rb.tuned == ["a", "b"]
+    assert rb.per_lr == [("0.01", ["b", "a"], -1.0), ("0.1", ["a", "b"], 1.0)]
+
+
+# --- curves and directories ----------------------------------------------------------------------
 
 
 def test_band_aligns_runs_by_step_and_drops_runs_that_stopped():

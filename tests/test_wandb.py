@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from omegaconf import OmegaConf
+from scipy import stats as sp
 
 from lrexp.errors import ConfigError
 from lrexp.record import read_metrics
@@ -329,21 +330,26 @@ def test_report_spec_builds_offline_with_the_panels(sweep, fallback_run, tmp_pat
     assert [c["accessor"] for c in parallel["columns"]] == [
         "config:choices.value.scheduler",
         "config:optimizer.value.lr",
-        "summary:final_val_loss",
+        "summary:final_test_loss",  # the held-out number the comparison reports
     ]
 
     # The summary and the table: the numbers recomputed here from each run's own metrics.csv.
     final = {
-        "cosine": [read_metrics(sweep_dir / str(i))[-1]["val_loss"] for i in range(3)],
-        "step": [read_metrics(single_run)[-1]["val_loss"]],
+        "cosine": [read_metrics(sweep_dir / str(i))[-1]["test_loss"] for i in range(3)],
+        "step": [read_metrics(single_run)[-1]["test_loss"]],
     }
-    winner = min(final, key=lambda k: statistics.fmean(final[k]))
-    assert report["description"].startswith(f"{winner} wins")
-    (table,) = [b["content"] for b in blocks if b["type"] == "markdown-block"]
+    best = min(final, key=lambda k: statistics.fmean(final[k]))
+    # A schedule with a single run: no interval, no verdict; the description says so instead of naming a winner.
+    assert report["description"].startswith(f"{best} has the best final test loss") and "no verdict" in report["description"]
+    (table,) = [b["content"] for b in blocks if b["type"] == "markdown-block" and b["content"].startswith("| rank")]
     for name, values in final.items():
-        spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""  # one run has no spread
-        rank = 1 if name == winner else 2
-        assert f"| {rank} | {name} | - | {len(values)} | {statistics.fmean(values):.4f}{spread} |" in table
+        mean = statistics.fmean(values)
+        shown = f"{mean:.4f}"
+        if len(values) > 1:  # one run has no interval
+            half = sp.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+            shown += f" [{mean - half:.4f}, {mean + half:.4f}]"
+        rank = 1 if name == best else 2
+        assert f"| {rank} | {name} | - | {len(values)} | {shown} |" in table
 
 
 def test_report_without_key_fails_in_one_line_without_prompting(sweep, tmp_path):
