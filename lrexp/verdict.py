@@ -1,10 +1,13 @@
 """A comparison in words and tables: the verdict and the ranked table, shared by the local report
 (lrexp.report) and the W&B report (lrexp.wandb_report). Every number comes from lrexp.compare.
 
-The verdict names a winner only when every other group is worse by an interval that excludes zero
-after Holm's correction; otherwise it says which groups cannot be told apart at this number of seeds,
-and roughly how many seeds a gap of the observed size would need. It never rests on a single run, and
-it says when the regime (overfitting, still learning) makes the ranking itself doubtful.
+The verdict names a winner only when every other group is worse with a Holm-corrected p < 0.05; then
+every group's 95% interval of its difference from the winner excludes zero as well (Holm tests the last
+comparison at the uncorrected level). Otherwise it says which groups cannot be told apart at this
+number of seeds, and roughly how many seeds a gap of the observed size would need; where an interval
+excludes zero on its own but the correction for several comparisons does not hold, it says exactly that.
+It never rests on a single run, and it says when the regime (overfitting, still learning) makes the
+ranking itself doubtful.
 """
 
 from __future__ import annotations
@@ -42,12 +45,16 @@ def p_text(p: float) -> str:
     return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
 
 
-def seeds_phrase(n: int | None) -> str:
+def seeds_clause(r: Result) -> str:
+    """How many seeds would tell ``r`` from the best: a clause that ends the verdict's sentence."""
+    n, d = r.seeds_needed, r.diff
+    if d is not None and d.mean == 0:
+        return "the two ended identical on every seed: nothing to resolve"
     if n is None:
-        return "no gap to resolve"
+        return "there is no spread to estimate the seeds it would take"
     if n > MAX_SEEDS:
-        return f"more than {MAX_SEEDS} seeds (a negligible gap)"
-    return f"about {n} seeds"
+        return f"telling them apart at a gap this size would take more than {MAX_SEEDS} seeds (a negligible gap)"
+    return f"telling them apart at a gap this size would take about {n} seeds"
 
 
 def headline(c: Comparison) -> str:
@@ -77,19 +84,23 @@ def headline(c: Comparison) -> str:
             closest = others[0]
             text = (
                 f"{name} wins: its {what} is {fmt_interval(best.mean, best.low, best.high)} ({level} interval), and every "
-                f"other {key} is worse by an interval that excludes zero ({pairing}, Holm-corrected); the closest, "
-                f"{closest.group}, by {diff_text(closest)} ({p_text(closest.p_holm)})."
+                f"other {key} is worse ({pairing}, Holm-corrected p < {ALPHA:g}); the closest, {closest.group}, by "
+                f"{diff_text(closest)} ({p_text(closest.p_holm)})."
             )
         else:
             runner = tied[0]
+            d = runner.diff
+            if d and d.excludes_zero:  # significant alone, not once corrected for the other comparisons
+                why = f"an interval that excludes zero on its own, but not once corrected for {len(others)} comparisons"
+            else:
+                why = "an interval that includes zero"
             text = (
                 f"Cannot tell {', '.join([best.group] + [r.group for r in tied])} apart at {n} seeds: {best.group} has the best "
                 f"{what} ({fmt_interval(best.mean, best.low, best.high)}), but {runner.group} is worse by only "
-                f"{diff_text(runner)}, an interval that includes zero ({pairing}, Holm-corrected {p_text(runner.p_holm)}); "
-                f"telling them apart at a gap this size would take {seeds_phrase(runner.seeds_needed)}."
+                f"{diff_text(runner)}, {why} ({pairing}, Holm-corrected {p_text(runner.p_holm)}); {seeds_clause(runner)}."
             )
             if worse:
-                text += f" {', '.join(r.group for r in worse)} {'is' if len(worse) == 1 else 'are'} worse (intervals exclude zero)."
+                text += f" {', '.join(r.group for r in worse)} {'is' if len(worse) == 1 else 'are'} worse (Holm-corrected p < {ALPHA:g})."
     regime = [f for f in c.flags if f.kind in REGIME_KINDS]
     if regime:
         text += (

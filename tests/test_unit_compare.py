@@ -109,16 +109,34 @@ def test_the_table_states_the_interval_and_the_paired_difference_from_the_best()
 def test_a_clear_winner_is_named_with_its_interval():
     c = compare(sweep({"a": 0.10, "b": 0.13, "c": 0.20}))
     text = headline(c)
-    assert text.startswith("a wins: its final test loss is ") and "paired over 5 seeds, Holm-corrected" in text
+    assert text.startswith("a wins: its final test loss is ") and "paired over 5 seeds, Holm-corrected p < 0.05" in text
+    assert all(r.diff.excludes_zero for r in c.results[1:])  # a named winner: every interval excludes zero
     assert "the closest, b, by +0.03" in text
 
 
 def test_schedules_that_cannot_be_told_apart_are_named_with_the_seeds_it_would_take():
     c = compare(sweep({"a": 0.100, "b": 0.1005, "c": 0.30}, noise=0.004))
     text = headline(c)
-    assert text.startswith("Cannot tell a, b apart at 5 seeds") and "c is worse (intervals exclude zero)" in text
+    assert text.startswith("Cannot tell a, b apart at 5 seeds") and "c is worse (Holm-corrected p < 0.05)" in text
+    assert "an interval that includes zero" in text
     n = c.results[1].seeds_needed
     assert n is not None and n > 5 and (f"about {n} seeds" in text or "more than 1000" in text)
+
+
+def test_an_interval_that_excludes_zero_alone_but_not_after_holm_is_said_to_be_so():
+    """Four groups each 0.01 worse than the best with raw p ~ 0.02: significant one at a time, not as a family."""
+    gaps = [0.010, 0.002, 0.018, 0.006, 0.014]  # mean 0.01, paired t = 3.5 on 4 df
+    runs = [run("best", s, 0.5 + 0.1 * s) for s in range(5)]
+    for g, shift in zip("abcd", range(4)):
+        runs += [run(g, s, 0.5 + 0.1 * s + gaps[(s + shift) % 5]) for s in range(5)]
+    c = compare(runs)
+    runner = c.results[1]
+    assert runner.diff.excludes_zero and runner.diff.p < 0.05 < runner.p_holm
+    text = headline(c)
+    assert (
+        text.startswith("Cannot tell best, ")
+        and "an interval that excludes zero on its own, but not once corrected for 4 comparisons" in text
+    )
 
 
 def test_a_single_run_per_group_gives_no_verdict():
