@@ -129,17 +129,31 @@ class WandbLoggerConfig:
     log_plots: bool = MISSING
 
 
-def steps_fraction(fraction: Any, *, _root_: Any) -> int:
-    """``${steps:1/3}`` = round(1/3 x run.steps): schedule lengths that keep their shape at any run length.
-
-    Exact rational arithmetic, rounding halves up, so 1/3, 2/3, 1/6 and 1/30 of 3000 give the article's
-    1000, 2000, 500 and 100 to the last digit.
-    """
+def _fraction(name: str, value: Any) -> Fraction:
     try:
-        frac = Fraction(str(fraction))
+        return Fraction(str(value))
     except (ValueError, ZeroDivisionError):
-        raise ValueError(f"${{steps:{fraction}}}: expected a fraction such as 1/3 or 0.25") from None
-    return math.floor(frac * int(_root_.run.steps) + Fraction(1, 2))
+        raise ValueError(f"${{{name}:{value}}}: expected a fraction such as 1/3 or 0.25") from None
+
+
+def steps_fraction(fraction: Any, *, _root_: Any, _node_: Any) -> int:
+    """``${steps:1/3}`` = round(1/3 x the steps a length spans): lengths that keep their shape at any run length.
+
+    Anywhere but a scheduler, that is run.steps. Inside ``scheduler`` (except scheduler.warmup itself) it
+    is the steps after the warm-up, run.steps - scheduler.warmup: the scheduler starts when warm-up ends
+    (lrexp.schedule). Exact rational arithmetic, rounding halves up, so 1/3, 2/3, 1/6 and 1/30 of 3000
+    give the article's 1000, 2000, 500 and 100 to the last digit.
+    """
+    steps = int(_root_.run.steps)
+    key = _node_._get_full_key(None)
+    if key.startswith("scheduler.") and key != "scheduler.warmup":
+        steps -= int(_root_.scheduler.get("warmup") or 0)
+    return math.floor(_fraction("steps", fraction) * steps + Fraction(1, 2))
+
+
+def lr_fraction(fraction: Any, *, _root_: Any) -> float:
+    """``${lr:1/10}`` = 1/10 x optimizer.lr: LRs a scheduler takes in absolute terms (CyclicLR's base_lr)."""
+    return float(_fraction("lr", fraction) * Fraction(str(_root_.optimizer.lr)))
 
 
 SCHEMAS = [
@@ -154,6 +168,8 @@ def register() -> None:
     """Register schemas and resolvers (idempotent: launcher workers may import this twice)."""
     if not OmegaConf.has_resolver("steps"):
         OmegaConf.register_new_resolver("steps", steps_fraction)
+    if not OmegaConf.has_resolver("lr"):
+        OmegaConf.register_new_resolver("lr", lr_fraction)
     cs = ConfigStore.instance()
     cs.store(name="lrexp_schema", node=Config)
     # Under their own group, so they are never mistaken for selectable options (or globbed by sweeps).

@@ -95,9 +95,23 @@ def _draw_metric(ax: Axes, rows: Sequence[Row], metric: Metric) -> None:
     ax.legend(loc="best", fontsize="small")
 
 
+def _draw_settings(axes: Sequence[Axes], rows: Sequence[Row], summary: Summary) -> None:
+    """Momentum (Adam's beta1) and weight decay per step, one line per column (per group)."""
+    for ax, setting, label in zip(axes, ("momentum", "weight_decay"), ("momentum (Adam: beta1)", "weight decay")):
+        columns = [c for c in summary.setting_columns if c.startswith(setting)]
+        for c in columns[1:] if len(columns) > 1 else columns:  # with several groups, one line per group
+            ax.plot(*column(rows, c), label=c, linewidth=1.4)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.4)
+        if columns:
+            ax.legend(loc="best", fontsize="small")
+
+
 def draw_run_plots(run_dir: Path, dpi: int = 110) -> list[Path]:
     """In ``run_dir/plots``: lr.png, loss.png (training and validation loss), one figure per other metric
-    the task declares (val_acc.png, ...), and overview.png with all of them side by side."""
+    the task declares (val_acc.png, ...), optimizer.png (momentum and weight decay as applied), and
+    overview.png with the LR, the loss and the metrics side by side."""
     rows, summary = read_metrics(run_dir), read_summary(run_dir)
     out = run_dir / PLOTS_DIR
     out.mkdir(exist_ok=True)
@@ -119,6 +133,11 @@ def draw_run_plots(run_dir: Path, dpi: int = 110) -> list[Path]:
         ax = fig.subplots()
         _draw_metric(ax, rows, metric)
         ax.set_title(f"{title}: {metric.title('val')}{suffix}")
+
+    if summary.setting_columns:
+        fig = figures["optimizer"] = Figure(figsize=(8, 6))
+        _draw_settings(fig.subplots(2, 1, sharex=True), rows, summary)
+        fig.suptitle(f"{title}: momentum and weight decay{suffix}")
 
     panels = 2 + len(others)
     fig = figures["overview"] = Figure(figsize=(6 * panels, 4.5))

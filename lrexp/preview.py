@@ -42,12 +42,12 @@ def lr_trace(cfg: DictConfig) -> list[float] | None:
     """The LR of every optimizer step, from the scheduler a run would build; None if metric-driven."""
     import torch
 
-    from lrexp.build import build_optimizer, build_scheduler, is_metric_driven
+    from lrexp.build import build_optimizer, build_schedule
 
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = build_optimizer(cfg.optimizer, [{"params": [param]}], torch.device("cpu"))
-    scheduler = build_scheduler(cfg.scheduler, optimizer)
-    if is_metric_driven(scheduler):
+    schedule = build_schedule(cfg.scheduler, optimizer)
+    if schedule.metric_driven:
         return None
     lrs = []
     with warnings.catch_warnings():
@@ -55,7 +55,7 @@ def lr_trace(cfg: DictConfig) -> list[float] | None:
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
         for _ in range(cfg.run.steps):
             lrs.append(optimizer.param_groups[0]["lr"])
-            scheduler.step()
+            schedule.after_step()
     return lrs
 
 
@@ -115,14 +115,14 @@ def draw(curves, out: Path, dpi: int) -> list[Path]:
     from matplotlib.figure import Figure
 
     from lrexp.plots import draw_lr, schedule_title
-    from lrexp.schedules import lr_markers
+    from lrexp.schedules import schedule_markers
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for label, target, lrs, kwargs, steps in curves:
         fig = Figure(figsize=(8, 4.5))
         title = schedule_title(label, target)
-        draw_lr(fig.subplots(), {"learning rate": (range(steps), lrs)}, lr_markers(kwargs, steps), title=title)
+        draw_lr(fig.subplots(), {"learning rate": (range(steps), lrs)}, schedule_markers(kwargs, steps), title=title)
         fig.tight_layout()
         paths.append(out / f"{label.replace(' ', '_').replace('/', '-')}.png")
         fig.savefig(paths[-1], dpi=dpi)

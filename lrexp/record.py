@@ -155,6 +155,7 @@ class Summary:
     peak_lr: float | None = None
     metrics: list[Metric] = field(default_factory=list)
     lr_columns: list[str] = field(default_factory=list)
+    setting_columns: list[str] = field(default_factory=list)  # momentum and weight decay, per group as lr_columns
     lr_markers: list[dict[str, Any]] = field(default_factory=list)
     device: str | None = None
     precision: str | None = None

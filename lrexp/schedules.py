@@ -3,7 +3,8 @@
 Markers are read from the standard parameter names torch and transformers use, so a schedule added as a
 YAML file gets them too: ``num_warmup_steps`` (warm-up end), ``milestones``, ``pct_start`` x
 ``total_steps`` (1cycle's peak), ``num_decay_steps`` (WSD's decay start), ``T_0``/``T_mult`` (restarts).
-Each kind of line is labelled once, so a legend never repeats itself.
+Each kind of line is labelled once, so a legend never repeats itself. lrexp's own ``warmup`` (any
+schedule's warm-up, lrexp.schedule) adds its end and shifts the schedule's own lines by it.
 """
 
 from __future__ import annotations
@@ -32,3 +33,14 @@ def lr_markers(kwargs: Mapping[str, Any], steps: int) -> list[dict[str, Any]]:
             period *= mult
             at += period
     return sorted((m for m in marks if 0 <= m["step"] < steps), key=lambda m: m["step"])
+
+
+def schedule_markers(node: Mapping[str, Any], steps: int) -> list[dict[str, Any]]:
+    """Markers of a whole scheduler node: its own (over the steps after scheduler.warmup, shifted by it)
+    and the end of lrexp's warm-up."""
+    warmup = int(node.get("warmup") or 0)
+    inner = {k: v for k, v in node.items() if k not in ("warmup", "floor")}
+    marks = [{"step": m["step"] + warmup, "label": m["label"]} for m in lr_markers(inner, steps - warmup)]
+    if warmup:
+        marks.insert(0, {"step": warmup, "label": "warm-up end"})
+    return marks

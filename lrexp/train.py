@@ -7,12 +7,13 @@ log rows, and nothing touches the disk between rows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lrexp import checkpoint
-from lrexp.build import build_optimizer, build_scheduler, is_metric_driven
+from lrexp.build import build_optimizer, build_schedule, has_modes
 from lrexp.device import autocast, configure_backends, resolve_precision, select_device
 from lrexp.errors import first_line
 from lrexp.loggers import Logger
@@ -42,7 +43,7 @@ from lrexp.record import (
     summarize,
     write_summary,
 )
-from lrexp.schedules import lr_markers
+from lrexp.schedules import schedule_markers
 from lrexp.tasks import Task, build_task
 
 log = logging.getLogger(__name__)
@@ -119,12 +120,13 @@ def train(
     task: Task = build_task(cfg.task, device, cfg.seed)
     model = task.model
     optimizer = build_optimizer(cfg.optimizer, task.param_groups(), device)
-    scheduler = build_scheduler(cfg.scheduler, optimizer)
-    metric_driven = is_metric_driven(scheduler)  # ReduceLROnPlateau: stepped with the validation loss
+    schedule = build_schedule(cfg.scheduler, optimizer)  # per step, or per evaluation (ReduceLROnPlateau)
     forward = compile_or_warn(model, task, device, precision) if run.compile else model
     val_loss = task.metrics[0].column("val")  # the task's loss: divergence and metric-driven schedules
 
-    lr_columns = lr_column_names(optimizer)
+    columns = [c for name in SETTINGS for c in group_columns(optimizer, name)]  # lr, momentum, weight decay
+    lr_columns = [c.column for c in columns if c.setting == "lr"]
+    setting_columns = [c.column for c in columns if c.setting != "lr"]
     summary = Summary(
         status=Status.COMPLETED,
         task=choices.get("task"),
@@ -137,7 +139,8 @@ def train(
         peak_lr=cfg.optimizer.lr,
         metrics=list(task.metrics),
         lr_columns=lr_columns,
-        lr_markers=lr_markers(resolved(cfg.scheduler), run.steps),
+        setting_columns=setting_columns,
+        lr_markers=schedule_markers(resolved(cfg.scheduler), run.steps),
         device=str(device),
         precision=precision.value,
         compiled=forward is not model,
@@ -148,12 +151,18 @@ def train(
     # --- state: fresh, or exactly where the checkpoint left it -------------------------------------
     state = LoopState(loss_sum=torch.zeros((), device=device))
     # What a checkpoint holds, restored in this order: optimizer state before the scheduler's.
-    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "rng": checkpoint.RngState(), "loop": state}
+    stateful: dict[str, checkpoint.Stateful] = {
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": schedule,
+        "rng": checkpoint.RngState(),
+        "loop": state,
+    }
     if resume_from is not None:
         for name, obj in stateful.items():
             obj.load_state_dict(resume_from[name])
         log.info("resuming %s at step %d of %d", run_dir, state.step, run.steps)
-    metrics = MetricsWriter(run_dir / METRICS_FILE, metric_columns(lr_columns, task.metrics), state.rows)
+    metrics = MetricsWriter(run_dir / METRICS_FILE, metric_columns(lr_columns + setting_columns, task.metrics), state.rows)
     saved_hydra_files = checkpoint.hydra_files(hydra_dir)
     for logger in loggers:  # the run directory is accepted and the run is built: loggers may open
         logger.start()
@@ -176,8 +185,8 @@ def train(
             evaluate = step % eval_every == 0 or last
             test = last or (test_every > 0 and step % test_every == 0)  # held out: at the end, or where asked
             log_row = evaluate or test or step % log_every == 0
-            if log_row:  # the LR this step applies: read before scheduler.step()
-                lrs = [group["lr"] for group in optimizer.param_groups]
+            if log_row:  # the LR (momentum, weight decay) this step applies: read before the schedule moves it
+                settings = read_settings(optimizer, columns)
 
             x, y = task.train_batch(step)
             with autocast(device, precision):
@@ -185,28 +194,26 @@ def train(
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            if not metric_driven:
-                scheduler.step()
+            schedule.after_step()
             state.loss_sum += loss.detach()
             state.n_summed += 1
             if state.time_to_first_step_s is None:
                 state.time_to_first_step_s = time.time() - process_start_time()
 
             if log_row:
-                row: Row = {"step": step, "lr": lrs[0], **dict(zip(lr_columns[1:], lrs)), TRAIN_LOSS.name: state.take_mean_loss()}
+                row: Row = {"step": step, **settings, TRAIN_LOSS.name: state.take_mean_loss()}
                 if evaluate:
-                    row.update(evaluate_split(task, forward, "val", device, precision))
-                    if metric_driven:
-                        scheduler.step(row[val_loss])
+                    row.update(evaluate_split(task, forward, optimizer, "val", device, precision))
+                    schedule.after_eval(row[val_loss])
                 if test:
-                    row.update(evaluate_split(task, forward, "test", device, precision))
+                    row.update(evaluate_split(task, forward, optimizer, "test", device, precision))
                 row["time_s"] = state.elapsed_s()
                 state.rows.append(row)
                 metrics.append(row)
                 for logger in loggers:
                     logger.log_row(row)
                 bar.update(step + 1 - bar.n)
-                bar.set_postfix(lr=f"{lrs[0]:.3g}", loss=f"{row[TRAIN_LOSS.name]:.4g}", refresh=False)
+                bar.set_postfix(lr=f"{row['lr']:.3g}", loss=f"{row[TRAIN_LOSS.name]:.4g}", refresh=False)
                 if evaluate:
                     log.info(format_row(row))
                 if is_diverged(row, state.rows[0][TRAIN_LOSS.name], diverge_factor, val_loss):
@@ -242,15 +249,38 @@ def train(
     return summary
 
 
-def evaluate_split(task: Task, model: torch.nn.Module, split: str, device: torch.device, precision: Any) -> Row:
+def evaluate_split(
+    task: Task, model: torch.nn.Module, optimizer: torch.optim.Optimizer, split: str, device: torch.device, precision: Any
+) -> Row:
     """Every metric of the task on ``split``, as ``<split>_<metric>`` columns: one host sync for all."""
     was_training = model.training
     model.eval()
-    with autocast(device, precision):  # evaluation at the training precision
+    with evaluation_point(optimizer), autocast(device, precision):  # evaluation at the training precision
         values = task.evaluate(model, split)
     model.train(was_training)
     numbers = torch.stack([v.float() for v in values.values()]).tolist()
     return {f"{split}_{name}": v for name, v in zip(values, numbers)}
+
+
+@contextlib.contextmanager
+def evaluation_point(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Where the model is evaluated: for a schedule-free optimizer, the average of its iterates
+    (optimizer.eval()); afterwards optimizer.train() and the training point restored bit for bit, so that
+    evaluating never moves the trajectory (their eval/train round trip is exact only up to rounding).
+    Other optimizers: the parameters as they are."""
+    if not has_modes(optimizer):
+        yield
+        return
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    saved = [p.detach().clone() for p in params]
+    optimizer.eval()  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        optimizer.train()  # type: ignore[attr-defined]
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
 
 
 def resolved(node: DictConfig) -> dict[str, Any]:
@@ -266,12 +296,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def lr_column_names(optimizer: torch.optim.Optimizer) -> list[str]:
-    """``lr`` for a single parameter group; with several, ``lr`` (the first group's) then one per group."""
+# What metrics.csv records of the parameter groups at every logged step: the LR the step applies, and the
+# momentum (Adam's beta1, which OneCycleLR and CyclicLR cycle) and weight decay it applies with it.
+SETTINGS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "lr": lambda g: g["lr"],
+    "momentum": lambda g: g["betas"][0] if "betas" in g else g.get("momentum"),
+    "weight_decay": lambda g: g.get("weight_decay"),
+}
+
+
+@dataclass(frozen=True)
+class GroupColumn:
+    column: str  # "lr", "lr_decay", "momentum", ...
+    setting: str  # a key of SETTINGS
+    group: int  # the param group it reads
+
+
+def group_columns(optimizer: torch.optim.Optimizer, setting: str) -> list[GroupColumn]:
+    """The columns of one setting: ``lr`` for a single parameter group; with several, ``lr`` (the first
+    group's) then ``lr_<group name>`` for each. None where the optimizer has no such setting."""
     groups = optimizer.param_groups
+    if all(SETTINGS[setting](g) is None for g in groups):
+        return []
+    first = [GroupColumn(setting, setting, 0)]
     if len(groups) == 1:
-        return ["lr"]
-    return ["lr"] + [f"lr_{g.get('name', i)}" for i, g in enumerate(groups)]
+        return first
+    return first + [GroupColumn(f"{setting}_{g.get('name', i)}", setting, i) for i, g in enumerate(groups)]
+
+
+def read_settings(optimizer: torch.optim.Optimizer, columns: Sequence[GroupColumn]) -> dict[str, float]:
+    """The current value of every settings column (Python floats from the param groups: no host sync)."""
+    groups = optimizer.param_groups
+    return {c.column: float(SETTINGS[c.setting](groups[c.group])) for c in columns}
 
 
 def is_diverged(row: Row, first_loss: float, factor: float | None, val_loss: str) -> bool:

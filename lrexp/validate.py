@@ -36,7 +36,27 @@ def validate(cfg: DictConfig) -> None:
     if run.diverge_factor is not None and not (_is_number(run.diverge_factor) and run.diverge_factor > 1):
         raise ConfigError("run.diverge_factor", run.diverge_factor, "must be a number > 1, or null (NaN/inf only)")
     _positive_number("optimizer.lr", cfg.optimizer.get("lr"))
-    validate_schedule(_resolved(cfg.scheduler, "scheduler"), run.steps, cfg.optimizer.lr)
+    if cfg.optimizer.get("warmup_steps"):  # schedule-free optimizers warm up inside step(), where lrexp cannot log it
+        raise ConfigError(
+            "optimizer.warmup_steps",
+            cfg.optimizer.warmup_steps,
+            "must be 0: warm up with scheduler.warmup, so that the logged LR is the one applied",
+        )
+    warmup, floor = cfg.scheduler.get("warmup", 0), cfg.scheduler.get("floor", 0.0)
+    if not (_is_int(warmup) and 0 <= warmup < run.steps):
+        raise ConfigError(
+            "scheduler.warmup", warmup, f"must be a number of steps >= 0 and below run.steps ({run.steps}), e.g. '${{steps:1/20}}'"
+        )
+    if not (_is_number(floor) and 0 <= floor < 1):
+        raise ConfigError("scheduler.floor", floor, "must be a fraction of the peak LR in [0, 1)")
+    schedule = {k: v for k, v in _resolved(cfg.scheduler, "scheduler").items() if k not in ("warmup", "floor")}
+    if warmup and schedule.get("num_warmup_steps"):
+        raise ConfigError(
+            "scheduler.warmup",
+            warmup,
+            f"{schedule.get('_target_')} warms up by itself (scheduler.num_warmup_steps={schedule['num_warmup_steps']}): set one of the two to 0",
+        )
+    validate_schedule(schedule, run.steps - warmup, cfg.optimizer.lr)
 
 
 def validate_schedule(kwargs: Mapping[str, Any], steps: int, lr: float) -> None:

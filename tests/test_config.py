@@ -13,6 +13,7 @@ from hydra.utils import get_object
 from omegaconf import MISSING, OmegaConf
 
 import lrexp.config
+from lrexp.build import split_schedule
 from lrexp.targets import check_signature
 from tests.helpers import SCHEDULES, compose_config, run_cli
 
@@ -56,7 +57,9 @@ def test_every_schedule_targets_a_library_callable_with_valid_keys(name):
     target = cfg.scheduler._target_
     assert target.startswith(("torch.optim.lr_scheduler.", "transformers.")), target
     get_object(target)  # importable
-    check_signature(cfg.scheduler, "scheduler")  # every key is a parameter of the callable
+    inner, warmup, floor = split_schedule(cfg.scheduler)
+    assert (warmup, floor) == (0, 0.0)  # lrexp's own keys, on every schedule, off by default
+    check_signature(inner, "scheduler")  # every other key is a parameter of the callable
 
 
 @pytest.mark.parametrize("name", options("optimizer"))

@@ -41,6 +41,20 @@ REFERENCES = {
     "onecycle": lambda o: S.OneCycleLR(o, max_lr=LR, total_steps=3000, pct_start=0.3, div_factor=25.0, final_div_factor=1e4),
     "sgdr": lambda o: S.CosineAnnealingWarmRestarts(o, T_0=429, T_mult=2),
     "inverse_sqrt": lambda o: transformers.get_inverse_sqrt_schedule(o, num_warmup_steps=150),
+    "cosine_full": lambda o: S.CosineAnnealingLR(o, T_max=3000),
+    "linear": lambda o: S.LinearLR(o, start_factor=1.0, end_factor=0.0, total_iters=3000),
+    "polynomial": lambda o: S.PolynomialLR(o, total_iters=3000, power=2.0),
+    "cyclic": lambda o: S.CyclicLR(o, base_lr=5e-6, max_lr=LR, step_size_up=375, mode="triangular2", base_momentum=0.85, max_momentum=0.95),
+    "constant_warmup": lambda o: S.ConstantLR(o, factor=0.1, total_iters=150),
+    "cosine_restarts": lambda o: transformers.get_cosine_with_hard_restarts_schedule_with_warmup(o, 150, 3000, num_cycles=3),
+    # lrexp's warm-up (150 steps) before a constant LR: transformers' constant schedule with warm-up, exactly.
+    "schedule_free": lambda o: transformers.get_constant_schedule_with_warmup(o, 150),
+}
+METRIC_DRIVEN = {  # stepped with the validation loss at every evaluation, checked against a hand-fed reference
+    "plateau": lambda o: S.ReduceLROnPlateau(o, mode="min", factor=0.5, patience=2, threshold=1e-3, min_lr=0.0),
+    "greedy": lambda o: transformers.get_greedy_schedule(
+        o, mode="min", factor=0.9, patience=2, cooldown=0, warmup=0, min_lr=3e-5, max_lr=3e-2, smooth=False
+    ),
 }
 
 
@@ -63,8 +77,8 @@ def logged_lrs(run_dir, schedule: str, *extra: str) -> list[float]:
     return [r["lr"] for r in rows]
 
 
-def test_every_schedule_but_plateau_has_a_reference():
-    assert set(REFERENCES) == set(SCHEDULES) - {"plateau"}
+def test_every_schedule_has_a_reference():
+    assert set(REFERENCES) | set(METRIC_DRIVEN) == set(SCHEDULES)
 
 
 @pytest.mark.parametrize("schedule", sorted(REFERENCES))
@@ -97,23 +111,18 @@ def test_the_logged_lr_is_the_applied_one_not_the_next_steps(tmp_path):
     assert lrs[1] == pytest.approx(LR / 100)
 
 
-def test_plateau_receives_the_validation_loss_at_every_evaluation(tmp_path):
-    """ReduceLROnPlateau is stepped with each logged val_loss; its LR then equals a hand-fed reference."""
+@pytest.mark.parametrize("schedule", sorted(METRIC_DRIVEN))
+def test_a_metric_driven_schedule_receives_the_validation_loss_at_every_evaluation(tmp_path, schedule):
+    """Stepped with each logged val_loss; its LR then equals a hand-fed reference at every step."""
     train_in_process(
-        tmp_path,
-        "scheduler=plateau",
-        "optimizer.lr=3e-3",
-        "run.steps=1500",
-        "run.eval_every=25",
-        "run.log_every=1",
-        "task.hidden=[16]",
+        tmp_path, f"scheduler={schedule}", "optimizer.lr=3e-3", "run.steps=1500", "run.eval_every=25", "run.log_every=1", "task.hidden=[16]"
     )
     rows = read_metrics(tmp_path)
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([param], lr=3e-3)
-    reference = S.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2, threshold=1e-3, min_lr=0.0)
+    reference = METRIC_DRIVEN[schedule](optimizer)
     for row in rows:
         assert row["lr"] == optimizer.param_groups[0]["lr"], f"step {row['step']}"
         if row["val_loss"] is not None:
             reference.step(row["val_loss"])
-    assert len(set(r["lr"] for r in rows)) > 1, "the plateau must actually have reduced the LR in this run"
+    assert len(set(r["lr"] for r in rows)) > 1, "the schedule must actually have moved the LR in this run"
