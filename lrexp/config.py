@@ -22,7 +22,6 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-# Optional[...] below, not "X | None": OmegaConf reads these annotations at runtime, on Python 3.10 too.
 
 
 class Device(enum.Enum):
@@ -129,6 +128,20 @@ class WandbLoggerConfig:
     log_plots: bool = MISSING
 
 
+@dataclass
+class TensorBoardLoggerConfig:
+    _target_: str = MISSING
+    log_dir: str | None = MISSING
+
+
+@dataclass
+class MLflowLoggerConfig:
+    _target_: str = MISSING
+    tracking_uri: str | None = MISSING
+    experiment: str = MISSING
+    log_plots: bool = MISSING
+
+
 def _fraction(name: str, value: Any) -> Fraction:
     try:
         return Fraction(str(value))
@@ -161,6 +174,8 @@ SCHEMAS = [
     ("schema/task", "tinylm", TinyLMTaskConfig),
     ("schema/logger", "local", LocalLoggerConfig),
     ("schema/logger", "wandb", WandbLoggerConfig),
+    ("schema/logger", "tensorboard", TensorBoardLoggerConfig),
+    ("schema/logger", "mlflow", MLflowLoggerConfig),
 ]
 
 

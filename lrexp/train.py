@@ -165,7 +165,7 @@ def train(
     metrics = MetricsWriter(run_dir / METRICS_FILE, metric_columns(lr_columns + setting_columns, task.metrics), state.rows)
     saved_hydra_files = checkpoint.hydra_files(hydra_dir)
     for logger in loggers:  # the run directory is accepted and the run is built: loggers may open
-        logger.start()
+        logger.start(state.step)
 
     def save_checkpoint() -> None:
         checkpoint.save(run_dir / CHECKPOINT_FILE, stateful, cfg, saved_hydra_files)

@@ -8,16 +8,20 @@ the local record is written regardless.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
-from lrexp.errors import ConfigError
+from lrexp.errors import ConfigError, describe
 from lrexp.record import Row, Summary
 from lrexp.targets import call_target, check_signature
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,11 +41,27 @@ class RunInfo:
 class Logger:
     """The interface: every method is optional. Rows arrive at log intervals, never every step."""
 
+    name = "logger"  # in warnings
+
     def __init__(self, *, run: RunInfo) -> None:
         self.run_info = run
+        self.broken: str | None = None  # why this logger stopped sending (the run goes on)
 
-    def start(self) -> None:
-        """Once the run directory is accepted and the run is built, before the first step.
+    def guarded(self, what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``call(*args, **kwargs)``, or None: a logger's failure is one warning, then the logger is off."""
+        if self.broken is not None:
+            return None
+        try:
+            return call(*args, **kwargs)
+        except Exception as e:
+            self.broken = describe(e)
+            log.warning("%s: %s failed (%s); the run goes on without it (metrics.csv has every row)", self.name, what, self.broken)
+            return None
+
+    def start(self, step: int = 0) -> None:
+        """Once the run directory is accepted and the run is built, before the first step this launch
+        trains (``step``: 0, or where a resumed run continues; rows after it were logged by a launch that
+        died, and are logged again).
 
         A refused re-run (the directory holds another run) or a run that fails to build never gets
         here, so a logger that opens something outside the process (a W&B run) opens it only for a

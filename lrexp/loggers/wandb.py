@@ -91,7 +91,8 @@ class WandbLogger(Logger):
 
     # --- the Logger interface --------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, step: int = 0) -> None:
+        # W&B keys every row by the step metric, so rows a resumed run logs again replace their twins.
         if self._started:
             return
         self._started = True
