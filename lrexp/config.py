@@ -23,7 +23,6 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 
-
 class Device(enum.Enum):
     auto = "auto"  # CUDA, then MPS, then CPU
     cpu = "cpu"

@@ -56,7 +56,9 @@ class TensorBoardLogger(Logger):
         hparams = {**self.run_info.choices, "seed": summary.seed, "peak_lr": summary.peak_lr, "status": summary.status.value}
         finals = {f"final/{k}": v for k, v in summary.final.items() if v is not None and math.isfinite(v)}
         if summary.status is not Status.INTERRUPTED:  # a preempted job has seconds; the resumed run adds them
-            self.guarded("writing the hyperparameters", writer.add_hparams, {k: v for k, v in hparams.items() if v is not None}, finals, run_name=".")
+            self.guarded(
+                "writing the hyperparameters", writer.add_hparams, {k: v for k, v in hparams.items() if v is not None}, finals, run_name="."
+            )
         self.guarded("closing the event file", writer.close)
 
     def abort(self, error: str) -> None:
