@@ -47,7 +47,18 @@ def test_the_record_declares_the_tasks_metrics_and_best_follows_their_direction(
     assert s["status"] == "completed" and s["task"] == "sine"
     assert [m["name"] for m in s["metrics"]] == ["mse", "r2"] and s["metrics"][1]["goal"] == "max"
     rows = [r for r in read_metrics(run) if r["val_mse"] is not None]
-    assert list(read_metrics(run)[0]) == ["step", "lr", "train_loss", "val_mse", "val_r2", "test_mse", "test_r2", "time_s"]
+    assert list(read_metrics(run)[0]) == [
+        "step",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "train_loss",
+        "val_mse",
+        "val_r2",
+        "test_mse",
+        "test_r2",
+        "time_s",
+    ]
     assert s["best_val_mse"] == min(r["val_mse"] for r in rows)  # lower is better
     assert s["best_val_r2"] == max(r["val_r2"] for r in rows)  # higher is better: declared, not guessed
     assert rows[-1]["val_r2"] > 0.5, "the model must actually learn the sine"
