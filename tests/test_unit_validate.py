@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from lrexp.errors import ConfigError
-from lrexp.schedules import lr_markers
+from lrexp.schedules import lr_markers, schedule_markers
 from lrexp.validate import validate, validate_schedule
 
 RUN = {"steps": 100, "log_every": 10, "eval_every": 10, "test_every": 0, "checkpoint_every": 50, "diverge_factor": 10.0}
@@ -75,3 +75,26 @@ def test_markers_for_warm_up_decay_milestones_and_restarts():
     assert lr_markers({"milestones": [60, 30]}, 100) == [{"step": 30, "label": "milestone"}, {"step": 60, "label": "milestone"}]
     assert [m["step"] for m in lr_markers({"T_0": 10, "T_mult": 2}, 100)] == [10, 30, 70]  # periods 10, 20, 40
     assert lr_markers({"milestones": [150]}, 100) == [] and lr_markers({"T_max": 30}, 100) == []
+
+
+def test_lrexp_warm_up_marks_its_end_and_shifts_the_schedules_own_lines():
+    node = {"_target_": "torch.optim.lr_scheduler.MultiStepLR", "milestones": [45, 90], "warmup": 30, "floor": 0.01}
+    assert schedule_markers(node, 165) == [
+        {"step": 30, "label": "warm-up end"}, {"step": 75, "label": "milestone"}, {"step": 120, "label": "milestone"}
+    ]  # fmt: skip
+    assert schedule_markers({"milestones": [45], "warmup": 0, "floor": 0.0}, 100) == [{"step": 45, "label": "milestone"}]
+
+
+def test_warm_up_and_floor_are_checked_like_any_length_and_fraction():
+    with pytest.raises(ConfigError) as e:
+        validate(config(scheduler={"_target_": "x", "warmup": 100, "floor": 0.0}))
+    assert e.value.key == "scheduler.warmup" and "below run.steps (100)" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        validate(config(scheduler={"_target_": "x", "warmup": 0, "floor": 1.0}))
+    assert e.value.key == "scheduler.floor"
+    with pytest.raises(ConfigError) as e:  # a schedule that warms up by itself, warmed up again
+        validate(config(scheduler={"_target_": "t.cosine", "warmup": 10, "floor": 0.0, "num_warmup_steps": 5, "num_training_steps": 90}))
+    assert e.value.key == "scheduler.warmup" and "warms up by itself" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        validate(config(optimizer={"warmup_steps": 10}))
+    assert e.value.key == "optimizer.warmup_steps"
