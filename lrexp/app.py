@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 import lrexp.config  # noqa: F401 - registers the schemas and ${steps:...} before Hydra composes
 from lrexp.errors import ConfigError, SecretInConfig, describe
 from lrexp.loggers import Logger, RunInfo
+from lrexp.preemption import HandedOver
 from lrexp.record import ERROR_FILE, Status, Summary, holds_run, is_neutral, write_summary
 
 log = logging.getLogger("lrexp")
@@ -51,6 +52,9 @@ def main(cfg: DictConfig) -> float | None:
         summary = train(cfg, run_dir, choices=choices, loggers=loggers, hydra_dir=hydra_dir, threads=job_threads(cfg, hc))
         # The value sweepers minimise (hydra-optuna-sweeper, for one): the task's validation loss.
         return summary.final.get(summary.loss.column("val")) if summary.loss else None
+    except HandedOver as e:
+        # The checkpoint and the interrupted record are written; the launcher ends the job its own way.
+        raise e.error from None
     except ConfigError as e:
         if isinstance(e, SecretInConfig) and hydra_dir is not None:
             scrub(hydra_dir, e.secret)

@@ -3,6 +3,10 @@
 The handler only records the signal; the training loop checks it between steps, writes a checkpoint and
 then calls ``exit()``, which hands over to whatever handler was installed before (submitit's requeue,
 for instance) or exits with the conventional 128 + signal number. A second Ctrl-C stops at once.
+
+What the previous handler raises is the launcher's own way of ending the job (submitit raises
+UncompletedJobError when it will not requeue, so that its result file says the job is over): it goes up
+wrapped in HandedOver, which the entry point unwraps and lets through, untouched and unrecorded.
 """
 
 from __future__ import annotations
@@ -15,6 +19,14 @@ from typing import Any
 # SIGTERM: SLURM preemption / `kill`. SIGUSR1 and SIGUSR2: the "time is nearly up" signals that SLURM
 # sends when asked (submitit's default is SIGUSR2). SIGINT: Ctrl-C.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT") if hasattr(signal, name))
+
+
+class HandedOver(Exception):
+    """The previous handler of a stop signal raised ``error``: not lrexp's failure, the launcher's exit."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class StopRequest:
@@ -49,5 +61,8 @@ class StopRequest:
         previous = self._previous.get(signum)
         self.__exit__()
         if callable(previous) and previous is not signal.default_int_handler:
-            previous(signum, None)  # submitit's requeue handler exits the process itself
+            try:
+                previous(signum, None)  # submitit's requeue handler exits the process itself
+            except Exception as e:
+                raise HandedOver(e) from e
         raise SystemExit(128 + signum)

@@ -162,6 +162,7 @@ class Summary:
     compiled: bool | None = None
     threads: int | None = None
     parameters: int | None = None
+    slurm_job_id: str | None = None  # when the run was a SLURM job (the same id across requeues)
     # Headline numbers derived from the rows (summarize).
     final: dict[str, float] = field(default_factory=dict)
     best: dict[str, float] = field(default_factory=dict)

@@ -146,6 +146,7 @@ def train(
         compiled=forward is not model,
         threads=torch.get_num_threads(),
         parameters=sum(p.numel() for p in model.parameters()),
+        slurm_job_id=os.environ.get("SLURM_JOB_ID"),
     )
 
     # --- state: fresh, or exactly where the checkpoint left it -------------------------------------
