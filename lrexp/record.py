@@ -220,7 +220,10 @@ _PLAIN_FIELDS = tuple(
 
 
 def holds_run(run_dir: Path) -> bool:
-    return any((run_dir / f).exists() for f in (METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE))
+    """Whether a run started training here (it logged a row or wrote a checkpoint). A summary.json alone
+    is a config refused before training: not a run, so a corrected command may train here (and the
+    failure stays recorded until it does, for a sweep's report to count)."""
+    return any((run_dir / f).exists() for f in (METRICS_FILE, CHECKPOINT_FILE))
 
 
 def write_summary(run_dir: Path, summary: Summary) -> None:

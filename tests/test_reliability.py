@@ -275,3 +275,15 @@ def test_an_unreadable_checkpoint_is_a_clear_error_that_changes_nothing(tmp_path
     assert "cannot be read" in out.stderr
     after = digests(run_dir)
     assert {k: v for k, v in after.items() if not k.endswith(".yaml")} == {k: v for k, v in before.items() if not k.endswith(".yaml")}
+
+
+def test_a_directory_that_holds_only_a_refused_config_is_not_a_run(tmp_path):
+    """The bad command records its failure; the corrected command then trains into the same directory."""
+    bad = run_cli(["optimizer.lr=-1", "run.steps=20", "hydra.run.dir=runs/a"], cwd=tmp_path)
+    assert bad.returncode == 2 and summary_json(tmp_path / "runs" / "a")["status"] == "failed"
+    assert not (tmp_path / "runs" / "a" / "metrics.csv").exists()
+    fixed = run_cli(["run.steps=20", "hydra.run.dir=runs/a"], cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert summary_json(tmp_path / "runs" / "a")["status"] == "completed"
+    again = run_cli(["run.steps=20", "hydra.run.dir=runs/a"], cwd=tmp_path)  # a directory that holds a run is still protected
+    assert again.returncode == 2 and "already holds a run" in again.stderr
