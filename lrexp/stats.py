@@ -15,6 +15,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import stats as sp
 
 LEVEL = 0.95  # every interval lrexp reports
@@ -128,9 +129,19 @@ def seeds_needed(d: Difference, comparisons: int = 1, alpha: float = ALPHA, powe
         df = n - 1 if d.paired else 2 * n - 2
         nc = effect * math.sqrt(n if d.paired else n / 2)
         crit = sp.t.ppf(1 - level / 2, df)
-        if sp.nct.sf(crit, df, nc) + sp.nct.cdf(-crit, df, nc) >= power:
+        if nc - crit > 8:  # power is 1 to double precision (and older scipy returns nan out here)
+            return n
+        if _power(nc, df, crit) >= power:
             return n
     return MAX_SEEDS + 1
+
+
+def _power(nc: float, df: int, crit: float) -> float:
+    """P(|T| > crit) for T noncentral t: the power of a two-sided t test. Where scipy's noncentral t
+    returns nan (scipy < 1.11 at one degree of freedom), the normal approximation instead."""
+    with np.errstate(all="ignore"):
+        value = float(sp.nct.sf(crit, df, nc) + sp.nct.cdf(-crit, df, nc))
+    return value if math.isfinite(value) else float(sp.norm.sf(crit - nc) + sp.norm.cdf(-crit - nc))
 
 
 def kendall_tau(a: Sequence[str], b: Sequence[str]) -> float:

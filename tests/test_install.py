@@ -8,9 +8,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from tests.helpers import run_cli, summary_json
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10, lrexp's floor
+    import tomli as tomllib
 
 # End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
 pytestmark = pytest.mark.slow
