@@ -8,6 +8,7 @@ and the sweep goes on.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -21,20 +22,60 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import lrexp.config  # noqa: F401 - registers the schemas and ${steps:...} before Hydra composes
-from lrexp.errors import ConfigError, SecretInConfig, describe
+from lrexp.errors import ConfigError, RunInUse, SecretInConfig, describe
 from lrexp.loggers import Logger, RunInfo
 from lrexp.preemption import HandedOver
-from lrexp.record import ERROR_FILE, Status, Summary, holds_run, is_neutral, write_summary
+from lrexp.record import CHECKPOINT_FILE, ERROR_FILE, Status, Summary, holds_run, is_neutral, write_summary, writing
 
 log = logging.getLogger("lrexp")
+
+# A file system that cannot take what the run writes: full, over quota, read-only, a file too large.
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 # The config groups a run is named and grouped by (their option names, not their contents).
 CHOICE_GROUPS = ("task", "optimizer", "scheduler")
 
 
+def register_launchers() -> None:
+    """Make ``hydra/launcher=parallel`` (and lrexp's other launchers) known to Hydra in every install.
+
+    Hydra finds plugins by walking the ``hydra_plugins`` namespace package with pkgutil, which cannot see
+    into an editable install (setuptools serves it through an import hook, not a directory): from any
+    other working directory Hydra would answer "Unknown plugin class". Plugins.register is Hydra's API for
+    exactly this. The launchers build on Hydra's joblib launcher, an optional extra: without it there is
+    nothing to register, and ``hydra/launcher=parallel`` fails as ``hydra/launcher=joblib`` would.
+    """
+    from importlib.util import find_spec
+
+    if find_spec("hydra_plugins.hydra_joblib_launcher") is None:
+        return
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.lrexp_launchers.parallel import ParallelLauncher
+
+    Plugins.instance().register(ParallelLauncher)
+
+
+register_launchers()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://lrexp.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        with writing(Path(hc.runtime.output_dir), "hydra.sweep.dir" if multirun else "hydra.run.dir"):
+            return run_job(cfg, hc)
+    except RunInUse as e:
+        # Another process is writing this directory: refused, touching nothing there (no failure record).
+        if not multirun:
+            print(f"lrexp: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        log.error("job %s refused: %s", hc.job.num, e)
+        return None
+
+
+def run_job(cfg: DictConfig, hc: Any) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     choices = {g: hc.runtime.choices.get(g) for g in CHOICE_GROUPS}
@@ -68,6 +109,22 @@ def main(cfg: DictConfig) -> float | None:
             print(f"lrexp: error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         log.error("job %s failed: %s", hc.job.num, e)
+    except OSError as e:
+        if e.errno not in STORAGE_ERRORS:
+            raise
+        # The disk filled up (or went read-only) under the run: no traceback, the cause in one line. What
+        # was written whole is kept: every flushed row, the last checkpoint (record.replacing).
+        abort(loggers, describe(e))
+        kept = "the last checkpoint and every row written" if (run_dir / CHECKPOINT_FILE).exists() else "every row written"
+        message = f"{e.filename or run_dir}: {e.strerror}; {kept} are kept in {run_dir} (make room, then run.resume=true)"
+        try:
+            record_failure(run_dir, cfg, choices, message)
+        except OSError:
+            pass  # the disk is still full: the record says what it held before
+        if not multirun:
+            print(f"lrexp: error: {message}", file=sys.stderr)
+            raise SystemExit(1) from None
+        log.error("job %s failed: %s", hc.job.num, message)
     except Exception as e:
         abort(loggers, describe(e))
         record_failure(run_dir, cfg, choices, describe(e), traceback.format_exc())
@@ -108,7 +165,7 @@ def job_threads(cfg: DictConfig, hc: Any) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     launcher = hc.launcher if "launcher" in hc else {}
     target = str(launcher.get("_target_", "")).lower()
-    if "joblib" in target:
+    if "n_jobs" in launcher:  # joblib, and lrexp's parallel launcher built on it
         n_jobs = int(launcher.get("n_jobs") or -1)
         parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
         return max(1, cores // parallel)

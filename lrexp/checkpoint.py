@@ -8,7 +8,7 @@ order torch needs: rebuild the scheduler from config, load the optimizer state, 
 
 from __future__ import annotations
 
-import os
+import io
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lrexp.errors import ConfigError, describe
-from lrexp.record import CHECKPOINT_FILE, holds_run, is_neutral
+from lrexp.record import CHECKPOINT_FILE, holds_run, is_neutral, replacing
 
 # Checkpoint keys that are not a stateful object's.
 FINGERPRINT, HYDRA_FILES = "fingerprint", "hydra_files"
@@ -32,15 +32,16 @@ class Stateful(Protocol):
 
 
 def save(path: Path, stateful: Mapping[str, Stateful], cfg: DictConfig, hydra_files: Mapping[str, str]) -> None:
-    """Write to a temporary file, fsync, then rename: a reader sees the old checkpoint or the new one."""
+    """Whole or not at all (record.replacing): a reader, or a resume after a crash or a full disk, sees the
+    previous checkpoint or this one."""
     payload = {name: obj.state_dict() for name, obj in stateful.items()}
     payload[FINGERPRINT], payload[HYDRA_FILES] = fingerprint(cfg), dict(hydra_files)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # Serialised in memory first: torch's zip writer turns a failed write (a full disk) into a RuntimeError
+    # about file positions; a plain write says ENOSPC, which the entry point reports in one line.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with replacing(path, sync=True) as f:
+        f.write(buffer.getbuffer())
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -136,5 +137,8 @@ def hydra_files(hydra_dir: Path | None) -> dict[str, str]:
 
 
 def restore_hydra_files(hydra_dir: Path, files: Mapping[str, str]) -> None:
+    """Put back this run's config files where a refused command's Hydra wrote its own over them."""
     for name, text in files.items():
-        (hydra_dir / name).write_text(text)
+        path = hydra_dir / name
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)

@@ -23,6 +23,11 @@ class SecretInConfig(ConfigError):
         self.secret = secret
 
 
+class RunInUse(ConfigError):
+    """Another process holds the run directory (record.writing): refused, and nothing is recorded there,
+    since everything in it belongs to that other run."""
+
+
 def first_line(e: BaseException | str) -> str:
     """The first non-empty line of an exception's message (compilers and HTTP clients write paragraphs),
     or the exception's type name when it has no message."""

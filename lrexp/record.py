@@ -12,22 +12,26 @@ must stay cheap.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import enum
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from lrexp.errors import RunInUse
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 PLOTS_DIR = "plots"
 ERROR_FILE = "error.txt"
+LOCK_FILE = ".lock"  # held (flock) by the process writing the run: record.writing
 
 # LR below this fraction of the run's peak: the optimizer barely moves, training has effectively stopped.
 STALL_RATIO = 1e-3
@@ -226,6 +230,28 @@ def holds_run(run_dir: Path) -> bool:
     return any((run_dir / f).exists() for f in (METRICS_FILE, CHECKPOINT_FILE))
 
 
+@contextlib.contextmanager
+def writing(run_dir: Path, key: str = "hydra.run.dir") -> Iterator[None]:
+    """This process, and no other, writes ``run_dir`` while the block runs.
+
+    Two runs started into one directory at once would interleave their rows and overwrite each other's
+    checkpoints; the second is refused (RunInUse, ``key`` naming the setting that chose the directory).
+    An flock on LOCK_FILE: the OS releases it when the process ends, however it ends (kill -9 leaves no
+    stale lock to clean up), and it works across the nodes of a cluster's shared file system.
+    """
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUse(
+                key, str(run_dir), "another lrexp process is writing this run now: let it finish, or choose another directory"
+            ) from None
+        yield
+
+
 def write_summary(run_dir: Path, summary: Summary) -> None:
     write_json(run_dir / SUMMARY_FILE, summary.to_json())
 
@@ -235,10 +261,26 @@ def read_summary(run_dir: Path) -> Summary:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomically: a reader never sees half a file."""
+    with replacing(path, "w") as f:
+        f.write(json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+@contextlib.contextmanager
+def replacing(path: Path, mode: str = "wb", *, sync: bool = False, **kwargs: Any) -> Iterator[IO[Any]]:
+    """A file written whole or not at all: written beside ``path``, then renamed over it, so a reader sees
+    the old file or the new one. If the write fails (a full disk), the partial file is removed and the
+    old one is left as it was. ``sync``: on disk before the rename (checkpoints)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # --- metrics.csv -----------------------------------------------------------------------------------
@@ -254,12 +296,10 @@ class MetricsWriter:
     def __init__(self, path: Path, columns: Sequence[str], rows: Iterable[Row] = ()) -> None:
         # (Re)write the header and any rows carried over from a checkpoint in one atomic step: a resumed
         # run drops the rows its killed predecessor logged after its last checkpoint.
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with replacing(path, "w", newline="") as f:
             writer = csv.DictWriter(f, columns)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
         self._file = open(path, "a", newline="")
         self._writer = csv.DictWriter(self._file, columns)
 
@@ -278,9 +318,15 @@ class MetricsWriter:
 
 
 def read_metrics(run_dir: Path) -> list[Row]:
-    """metrics.csv as dicts of floats (``step`` as int), None where a cell is empty."""
-    with open(run_dir / METRICS_FILE, newline="") as f:
-        return [{k: (int(v) if k == STEP else float(v)) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
+    """metrics.csv as dicts of floats (``step`` as int), None where a cell is empty.
+
+    Every row is written and flushed whole, ending in a newline; a last line without one was cut off (the
+    process killed mid-write, a full disk) and is left out, never read as a shorter number."""
+    text = (run_dir / METRICS_FILE).read_text()
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    return [{k: (int(v) if k == STEP else float(v)) if v != "" else None for k, v in row.items()} for row in csv.DictReader(lines)]
 
 
 def column(rows: Sequence[Row], name: str) -> tuple[tuple[int, ...], tuple[float, ...]]:

@@ -170,6 +170,8 @@ def train(
 
     def save_checkpoint() -> None:
         checkpoint.save(run_dir / CHECKPOINT_FILE, stateful, cfg, saved_hydra_files)
+        if hydra_dir is not None:  # a command refused while this run held the directory had Hydra overwrite them
+            checkpoint.restore_hydra_files(hydra_dir, saved_hydra_files)
 
     # --- the loop ----------------------------------------------------------------------------------
     # Plain ints: reading an OmegaConf node costs microseconds, and these are read every step.

@@ -43,6 +43,7 @@ def test_the_wheel_carries_the_configs_and_runs_from_another_directory(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     yamls = {f"lrexp/conf/{p.relative_to(ROOT / 'conf').as_posix()}" for p in (ROOT / "conf").rglob("*.yaml")}
     assert yamls and yamls <= names, yamls - names
+    assert "hydra_plugins/lrexp_launchers/parallel.py" in names and not any(n.startswith("hydra_plugins/__init__") for n in names)
 
     site = tmp_path / "site"
     subprocess.run(
@@ -66,3 +67,26 @@ def test_the_wheel_carries_the_configs_and_runs_from_another_directory(tmp_path)
     )
     assert out.returncode == 0, out.stderr
     assert summary_json(elsewhere / "run")["status"] == "completed"
+
+
+def test_lrexps_launchers_are_found_from_any_directory(tmp_path):
+    """Hydra finds launchers by walking the hydra_plugins namespace package, which cannot see into an
+    editable install; lrexp registers its own (lrexp.app.register_launchers), so a sweep under
+    hydra/launcher=parallel runs from any directory (no PYTHONPATH: the install README.md sets up)."""
+    out = run_cli(
+        [
+            "-m",
+            "hydra/launcher=parallel",
+            "seed=0,1",
+            "run.steps=12",
+            "run.eval_every=6",
+            "logger.local.plots=false",
+            "hydra.sweep.dir=sweep",
+        ],
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Parallel launcher: 2 jobs" in out.stdout
+    records = [summary_json(tmp_path / "sweep" / str(i)) for i in range(2)]
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    assert [r["threads"] for r in records] == [1, 1]  # n_jobs=-1: a job per core, a thread per job
