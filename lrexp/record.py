@@ -165,6 +165,7 @@ class Summary:
     precision: str | None = None
     compiled: bool | None = None
     threads: int | None = None
+    batch: int | None = None  # runs trained together in one process (hydra/launcher=batched); 1: alone
     parameters: int | None = None
     slurm_job_id: str | None = None  # when the run was a SLURM job (the same id across requeues)
     # Headline numbers derived from the rows (summarize).

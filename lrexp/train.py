@@ -8,6 +8,7 @@ log rows, and nothing touches the disk between rows.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -93,6 +94,181 @@ class LoopState:
         self.time_to_first_step_s = state["time_to_first_step_s"]
 
 
+@dataclass(frozen=True)
+class Intervals:
+    """run.steps and the intervals, as plain ints: reading an OmegaConf node costs microseconds, and these
+    are read every step."""
+
+    steps: int
+    log_every: int
+    eval_every: int
+    test_every: int
+    checkpoint_every: int
+
+    @classmethod
+    def of(cls, run: DictConfig) -> Intervals:
+        return cls(*(int(run[f.name]) for f in dataclasses.fields(cls)))
+
+    def plan(self, step: int) -> tuple[bool, bool, bool]:
+        """What the row of ``step`` holds: (a row at all, validation, test)."""
+        last = step == self.steps - 1
+        evaluate = step % self.eval_every == 0 or last
+        test = last or (self.test_every > 0 and step % self.test_every == 0)  # held out: at the end, or where asked
+        return evaluate or test or step % self.log_every == 0, evaluate, test
+
+
+class Run:
+    """One run: everything about it except how its steps are computed.
+
+    ``train`` below steps one Run; lrexp.batched steps several together, sharing all of this. Built in
+    two halves so that the batched path can put the parameters of several runs' models side by side in
+    between: ``build_task`` (seed, then the task and its freshly initialised model), then ``build_rest``
+    (optimizer, schedule, record, and the checkpoint's state when resuming). ``start`` opens metrics.csv
+    and the loggers, ``log`` records a row, ``save_checkpoint`` writes one, ``finish`` leaves the record.
+    """
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        *,
+        choices: Mapping[str, str | None] | None = None,
+        loggers: Sequence[Logger] = (),
+        hydra_dir: Path | None = None,
+        device: torch.device,
+        precision: Any,
+        log: logging.Logger = log,
+    ) -> None:
+        self.cfg, self.run_dir, self.hydra_dir = cfg, run_dir, hydra_dir
+        self.choices, self.loggers = choices or {}, list(loggers)
+        self.device, self.precision, self.log = device, precision, log
+        self.every = Intervals.of(cfg.run)
+        self.resume_from = checkpoint.open_run_dir(run_dir, cfg, hydra_dir)  # refuses another run's directory
+        self.stopped = False  # diverged: no more steps
+        self.saved_at: int | None = None  # the step of the last checkpoint this launch wrote
+
+    def build_task(self) -> Task:
+        seed_everything(self.cfg.seed)
+        self.task: Task = build_task(self.cfg.task, self.device, self.cfg.seed)
+        return self.task
+
+    def build_rest(self, *, compiled: bool = False, batch: int = 1) -> None:
+        cfg, run, task = self.cfg, self.cfg.run, self.task
+        self.optimizer = build_optimizer(cfg.optimizer, task.param_groups(), self.device)
+        self.schedule = build_schedule(cfg.scheduler, self.optimizer)  # per step, or per evaluation (ReduceLROnPlateau)
+        self.val_loss = task.metrics[0].column("val")  # the task's loss: divergence and metric-driven schedules
+        self.columns = [c for name in SETTINGS for c in group_columns(self.optimizer, name)]  # lr, momentum, weight decay
+        self.lr_columns = [c.column for c in self.columns if c.setting == "lr"]
+        self.setting_columns = [c.column for c in self.columns if c.setting != "lr"]
+        self.summary = Summary(
+            status=Status.COMPLETED,
+            task=self.choices.get("task"),
+            optimizer=self.choices.get("optimizer"),
+            scheduler=self.choices.get("scheduler"),
+            scheduler_target=cfg.scheduler._target_,
+            optimizer_target=cfg.optimizer._target_,
+            seed=cfg.seed,
+            steps=run.steps,
+            peak_lr=cfg.optimizer.lr,
+            metrics=list(task.metrics),
+            lr_columns=self.lr_columns,
+            setting_columns=self.setting_columns,
+            lr_markers=schedule_markers(resolved(cfg.scheduler), run.steps),
+            device=str(self.device),
+            precision=self.precision.value,
+            compiled=compiled,
+            threads=torch.get_num_threads(),
+            batch=batch,
+            parameters=sum(p.numel() for p in task.model.parameters()),
+            slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+        )
+        # --- state: fresh, or exactly where the checkpoint left it ---------------------------------
+        self.state = LoopState(loss_sum=torch.zeros((), device=self.device))
+        # What a checkpoint holds, restored in this order: optimizer state before the scheduler's.
+        self.stateful: dict[str, checkpoint.Stateful] = {
+            "model": task.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.schedule,
+            "rng": checkpoint.RngState(),
+            "loop": self.state,
+        }
+        if self.resume_from is not None:
+            for name, obj in self.stateful.items():
+                obj.load_state_dict(self.resume_from[name])
+            self.log.info("resuming %s at step %d of %d", self.run_dir, self.state.step, run.steps)
+
+    def start(self) -> None:
+        """The run directory is accepted and the run is built: metrics.csv (re)written, loggers opened."""
+        self.metrics = MetricsWriter(
+            self.run_dir / METRICS_FILE, metric_columns(self.lr_columns + self.setting_columns, self.task.metrics), self.state.rows
+        )
+        self.saved_hydra_files = checkpoint.hydra_files(self.hydra_dir)
+        for logger in self.loggers:
+            logger.start(self.state.step)
+
+    @property
+    def done(self) -> bool:
+        return self.stopped or self.state.step >= self.every.steps
+
+    def settings(self) -> dict[str, float]:
+        """The LR (momentum, weight decay) the next step applies: read before the schedule moves it."""
+        return read_settings(self.optimizer, self.columns)
+
+    def record_row(self, step: int, settings: Mapping[str, float], train_loss: float, evaluations: Mapping[str, float]) -> Row:
+        """Record the row of ``step``: metrics.csv, the loggers, the log; a metric-driven schedule sees the
+        validation loss; a diverged run stops here (the record is kept)."""
+        row: Row = {"step": step, **settings, TRAIN_LOSS.name: train_loss, **evaluations}
+        row["time_s"] = self.state.elapsed_s()
+        if self.val_loss in evaluations:
+            self.schedule.after_eval(evaluations[self.val_loss])
+        self.state.rows.append(row)
+        self.metrics.append(row)
+        for logger in self.loggers:
+            logger.log_row(row)
+        if evaluations:
+            self.log.info(format_row(row))
+        if is_diverged(row, self.state.rows[0][TRAIN_LOSS.name], self.cfg.run.diverge_factor, self.val_loss):
+            self.summary.status, self.summary.diverged_at_step, self.stopped = Status.DIVERGED, step, True
+            self.log.warning("diverged at step %d (train_loss %s): stopping; the record is kept", step, row[TRAIN_LOSS.name])
+        return row
+
+    def after_step(self) -> None:
+        """The step is taken: count it, and checkpoint where due."""
+        self.state.step += 1
+        step = self.state.step
+        if not self.stopped and (step % self.every.checkpoint_every == 0 or step == self.every.steps):
+            self.save_checkpoint()
+
+    def save_checkpoint(self) -> None:
+        self.saved_at = self.state.step
+        checkpoint.save(self.run_dir / CHECKPOINT_FILE, self.stateful, self.cfg, self.saved_hydra_files)
+        if self.hydra_dir is not None:  # a command refused while this run held the directory had Hydra overwrite them
+            checkpoint.restore_hydra_files(self.hydra_dir, self.saved_hydra_files)
+
+    def interrupt(self, signal_name: str) -> None:
+        self.summary.status = Status.INTERRUPTED
+        if self.saved_at != self.state.step:
+            self.save_checkpoint()
+        self.log.warning("%s at step %d: checkpoint written; continue with run.resume=true", signal_name, self.state.step)
+
+    def finish(self) -> Summary:
+        """summary.json, then the loggers' own finish (plots, trackers)."""
+        self.metrics.close()
+        summary, state = self.summary, self.state
+        summarize(state.rows, self.task.metrics, summary)
+        summary.steps_done = state.step  # optimizer steps taken, logged or not
+        summary.wall_time_s = state.elapsed_s()
+        summary.steps_per_s = state.step / max(summary.wall_time_s, 1e-9)  # over every segment of a resumed run
+        summary.time_to_first_step_s = state.time_to_first_step_s
+        warn_if_stalled(summary, self.log)
+        for logger in self.loggers:
+            summary.extra.update(logger.summary_fields())
+        write_summary(self.run_dir, summary)
+        for logger in self.loggers:
+            logger.finish(summary, self.run_dir)
+        return summary
+
+
 def train(
     cfg: DictConfig,
     run_dir: Path,
@@ -107,89 +283,31 @@ def train(
     ``choices`` are the config group options (task, optimizer, scheduler) for the record; ``hydra_dir``
     is the run's ``.hydra/`` folder, saved into checkpoints so that a refused re-run can put it back.
     """
-    run, choices = cfg.run, choices or {}
     # --- set-up: device, seed, then everything the config describes -------------------------------
     if threads > 0:
         torch.set_num_threads(threads)
-    device = select_device(run.device)
-    precision = resolve_precision(run.precision, device)
+    device = select_device(cfg.run.device)
+    precision = resolve_precision(cfg.run.precision, device)
     configure_backends(device)
-    resume_from = checkpoint.open_run_dir(run_dir, cfg, hydra_dir)
-
-    seed_everything(cfg.seed)
-    task: Task = build_task(cfg.task, device, cfg.seed)
+    run = Run(cfg, run_dir, choices=choices, loggers=loggers, hydra_dir=hydra_dir, device=device, precision=precision)
+    task = run.build_task()
     model = task.model
-    optimizer = build_optimizer(cfg.optimizer, task.param_groups(), device)
-    schedule = build_schedule(cfg.scheduler, optimizer)  # per step, or per evaluation (ReduceLROnPlateau)
-    forward = compile_or_warn(model, task, device, precision) if run.compile else model
-    val_loss = task.metrics[0].column("val")  # the task's loss: divergence and metric-driven schedules
-
-    columns = [c for name in SETTINGS for c in group_columns(optimizer, name)]  # lr, momentum, weight decay
-    lr_columns = [c.column for c in columns if c.setting == "lr"]
-    setting_columns = [c.column for c in columns if c.setting != "lr"]
-    summary = Summary(
-        status=Status.COMPLETED,
-        task=choices.get("task"),
-        optimizer=choices.get("optimizer"),
-        scheduler=choices.get("scheduler"),
-        scheduler_target=cfg.scheduler._target_,
-        optimizer_target=cfg.optimizer._target_,
-        seed=cfg.seed,
-        steps=run.steps,
-        peak_lr=cfg.optimizer.lr,
-        metrics=list(task.metrics),
-        lr_columns=lr_columns,
-        setting_columns=setting_columns,
-        lr_markers=schedule_markers(resolved(cfg.scheduler), run.steps),
-        device=str(device),
-        precision=precision.value,
-        compiled=forward is not model,
-        threads=torch.get_num_threads(),
-        parameters=sum(p.numel() for p in model.parameters()),
-        slurm_job_id=os.environ.get("SLURM_JOB_ID"),
-    )
-
-    # --- state: fresh, or exactly where the checkpoint left it -------------------------------------
-    state = LoopState(loss_sum=torch.zeros((), device=device))
-    # What a checkpoint holds, restored in this order: optimizer state before the scheduler's.
-    stateful: dict[str, checkpoint.Stateful] = {
-        "model": model,
-        "optimizer": optimizer,
-        "scheduler": schedule,
-        "rng": checkpoint.RngState(),
-        "loop": state,
-    }
-    if resume_from is not None:
-        for name, obj in stateful.items():
-            obj.load_state_dict(resume_from[name])
-        log.info("resuming %s at step %d of %d", run_dir, state.step, run.steps)
-    metrics = MetricsWriter(run_dir / METRICS_FILE, metric_columns(lr_columns + setting_columns, task.metrics), state.rows)
-    saved_hydra_files = checkpoint.hydra_files(hydra_dir)
-    for logger in loggers:  # the run directory is accepted and the run is built: loggers may open
-        logger.start(state.step)
-
-    def save_checkpoint() -> None:
-        checkpoint.save(run_dir / CHECKPOINT_FILE, stateful, cfg, saved_hydra_files)
-        if hydra_dir is not None:  # a command refused while this run held the directory had Hydra overwrite them
-            checkpoint.restore_hydra_files(hydra_dir, saved_hydra_files)
+    forward = compile_or_warn(model, task, device, precision) if cfg.run.compile else model
+    run.build_rest(compiled=forward is not model)
+    optimizer, schedule, state = run.optimizer, run.schedule, run.state
+    run.start()
 
     # --- the loop ----------------------------------------------------------------------------------
-    # Plain ints: reading an OmegaConf node costs microseconds, and these are read every step.
-    steps, log_every, eval_every, test_every = int(run.steps), int(run.log_every), int(run.eval_every), int(run.test_every)
-    checkpoint_every, diverge_factor = int(run.checkpoint_every), run.diverge_factor
     stop = StopRequest()
-    bar = tqdm(total=steps, initial=state.step, disable=None if run.progress else True, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=run.every.steps, initial=state.step, disable=None if cfg.run.progress else True, unit="step", dynamic_ncols=True)
     state.started = time.perf_counter()  # training time: set-up (imports, loggers) is not counted
-    with metrics, stop, bar, logging_redirect_tqdm():
+    with stop, bar, logging_redirect_tqdm(), contextlib.closing(run.metrics):
         model.train()
-        while state.step < steps:
+        while not run.done:
             step = state.step
-            last = step == steps - 1
-            evaluate = step % eval_every == 0 or last
-            test = last or (test_every > 0 and step % test_every == 0)  # held out: at the end, or where asked
-            log_row = evaluate or test or step % log_every == 0
-            if log_row:  # the LR (momentum, weight decay) this step applies: read before the schedule moves it
-                settings = read_settings(optimizer, columns)
+            log_row, evaluate, test = run.every.plan(step)
+            if log_row:
+                settings = run.settings()
 
             x, y = task.train_batch(step)
             with autocast(device, precision):
@@ -204,49 +322,20 @@ def train(
                 state.time_to_first_step_s = time.time() - process_start_time()
 
             if log_row:
-                row: Row = {"step": step, **settings, TRAIN_LOSS.name: state.take_mean_loss()}
-                if evaluate:
-                    row.update(evaluate_split(task, forward, optimizer, "val", device, precision))
-                    schedule.after_eval(row[val_loss])
-                if test:
-                    row.update(evaluate_split(task, forward, optimizer, "test", device, precision))
-                row["time_s"] = state.elapsed_s()
-                state.rows.append(row)
-                metrics.append(row)
-                for logger in loggers:
-                    logger.log_row(row)
+                evaluations: dict[str, float] = {}
+                for split, due in (("val", evaluate), ("test", test)):
+                    if due:
+                        evaluations.update(evaluate_split(task, forward, optimizer, split, device, precision))
+                row = run.record_row(step, settings, state.take_mean_loss(), evaluations)
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix(lr=f"{row['lr']:.3g}", loss=f"{row[TRAIN_LOSS.name]:.4g}", refresh=False)
-                if evaluate:
-                    log.info(format_row(row))
-                if is_diverged(row, state.rows[0][TRAIN_LOSS.name], diverge_factor, val_loss):
-                    summary.status, summary.diverged_at_step = Status.DIVERGED, step
-                    log.warning("diverged at step %d (train_loss %s): stopping; the record is kept", step, row[TRAIN_LOSS.name])
-            state.step += 1
-            if summary.status is Status.DIVERGED:
+            run.after_step()
+            if stop.signum is not None and not run.done:
+                run.interrupt(stop.name)
                 break
-
-            if stop.signum is not None:
-                summary.status = Status.INTERRUPTED
-                break
-            if state.step % checkpoint_every == 0 or state.step == steps:
-                save_checkpoint()
 
     # --- the record --------------------------------------------------------------------------------
-    if summary.status is Status.INTERRUPTED:
-        save_checkpoint()
-        log.warning("%s at step %d: checkpoint written; continue with run.resume=true", stop.name, state.step)
-    summarize(state.rows, task.metrics, summary)
-    summary.steps_done = state.step  # optimizer steps taken, logged or not
-    summary.wall_time_s = state.elapsed_s()
-    summary.steps_per_s = state.step / max(summary.wall_time_s, 1e-9)  # over every segment of a resumed run
-    summary.time_to_first_step_s = state.time_to_first_step_s
-    warn_if_stalled(summary)
-    for logger in loggers:
-        summary.extra.update(logger.summary_fields())
-    write_summary(run_dir, summary)
-    for logger in loggers:
-        logger.finish(summary, run_dir)
+    summary = run.finish()
     if summary.status is Status.INTERRUPTED:
         stop.exit()
     return summary
@@ -344,7 +433,7 @@ def format_row(row: Row) -> str:
     return " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if v is not None)
 
 
-def warn_if_stalled(summary: Summary) -> None:
+def warn_if_stalled(summary: Summary, log: logging.Logger = log) -> None:
     """Say so when most of a run trained at a negligible LR (ExponentialLR(0.99) per step does)."""
     frac = summary.lr_stalled_fraction or 0.0
     if frac > STALL_NOTABLE:
