@@ -8,11 +8,13 @@ and the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +39,25 @@ CHOICE_GROUPS = ("task", "optimizer", "scheduler")
 
 
 def register_launchers() -> None:
-    """Make ``hydra/launcher=parallel`` (and lrexp's other launchers) known to Hydra in every install.
+    """Make ``hydra/launcher=batched`` and ``hydra/launcher=parallel`` known to Hydra in every install.
 
     Hydra finds plugins by walking the ``hydra_plugins`` namespace package with pkgutil, which cannot see
     into an editable install (setuptools serves it through an import hook, not a directory): from any
     other working directory Hydra would answer "Unknown plugin class". Plugins.register is Hydra's API for
-    exactly this. The launchers build on Hydra's joblib launcher, an optional extra: without it there is
-    nothing to register, and ``hydra/launcher=parallel`` fails as ``hydra/launcher=joblib`` would.
+    exactly this. The parallel launcher builds on Hydra's joblib launcher, an optional extra: without it,
+    ``hydra/launcher=parallel`` fails as ``hydra/launcher=joblib`` would.
     """
     from importlib.util import find_spec
 
-    if find_spec("hydra_plugins.hydra_joblib_launcher") is None:
-        return
     from hydra.core.plugins import Plugins
 
-    from hydra_plugins.lrexp_launchers.parallel import ParallelLauncher
+    from hydra_plugins.lrexp_launchers.batched import BatchedLauncher
 
-    Plugins.instance().register(ParallelLauncher)
+    Plugins.instance().register(BatchedLauncher)
+    if find_spec("hydra_plugins.hydra_joblib_launcher") is not None:
+        from hydra_plugins.lrexp_launchers.parallel import ParallelLauncher
+
+        Plugins.instance().register(ParallelLauncher)
 
 
 register_launchers()
@@ -76,62 +80,143 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def run_job(cfg: DictConfig, hc: Any) -> float | None:
-    run_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
-    choices = {g: hc.runtime.choices.get(g) for g in CHOICE_GROUPS}
-    held_a_run = holds_run(run_dir)
-    hydra_dir = run_dir / hc.output_subdir if hc.output_subdir else None
-    loggers: list[Logger] = []
-    try:
-        from lrexp.validate import validate
-
-        validate(cfg)
-        from lrexp.loggers import build_loggers
+    job = HydraJob(cfg, hc)
+    with job.failures():
+        job.prepare()
         from lrexp.train import train  # torch is imported here, not for --help or --cfg
 
-        loggers = build_loggers(cfg.logger, run_info(cfg, hc, choices))
-        summary = train(cfg, run_dir, choices=choices, loggers=loggers, hydra_dir=hydra_dir, threads=job_threads(cfg, hc))
-        # The value sweepers minimise (hydra-optuna-sweeper, for one): the task's validation loss.
-        return summary.final.get(summary.loss.column("val")) if summary.loss else None
-    except HandedOver as e:
-        # The checkpoint and the interrupted record are written; the launcher ends the job its own way.
-        raise e.error from None
-    except ConfigError as e:
-        if isinstance(e, SecretInConfig) and hydra_dir is not None:
-            scrub(hydra_dir, e.secret)
-        abort(loggers, str(e))
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        # A refused re-run must not touch the run it refused; anything else records its failure.
-        if not held_a_run:
-            record_failure(run_dir, cfg, choices, str(e))
-        if not multirun:
-            print(f"lrexp: error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-        log.error("job %s failed: %s", hc.job.num, e)
-    except OSError as e:
-        if e.errno not in STORAGE_ERRORS:
-            raise
-        # The disk filled up (or went read-only) under the run: no traceback, the cause in one line. What
-        # was written whole is kept: every flushed row, the last checkpoint (record.replacing).
-        abort(loggers, describe(e))
-        kept = "the last checkpoint and every row written" if (run_dir / CHECKPOINT_FILE).exists() else "every row written"
-        message = f"{e.filename or run_dir}: {e.strerror}; {kept} are kept in {run_dir} (make room, then run.resume=true)"
-        try:
-            record_failure(run_dir, cfg, choices, message)
-        except OSError:
-            pass  # the disk is still full: the record says what it held before
-        if not multirun:
-            print(f"lrexp: error: {message}", file=sys.stderr)
-            raise SystemExit(1) from None
-        log.error("job %s failed: %s", hc.job.num, message)
-    except Exception as e:
-        abort(loggers, describe(e))
-        record_failure(run_dir, cfg, choices, describe(e), traceback.format_exc())
-        if not multirun:
-            raise
-        log.exception("job %s failed; the sweep goes on (traceback in %s)", hc.job.num, run_dir / ERROR_FILE)
+        summary = train(cfg, job.run_dir, choices=job.choices, loggers=job.loggers, hydra_dir=job.hydra_dir, threads=job_threads(cfg, hc))
+        return job.result(summary)
     return None
+
+
+class HydraJob:
+    """One Hydra job as lrexp runs it: its directory, its choices, its loggers, and what its failures
+    become (one line and an exit code for a single run; a record in its directory inside a sweep)."""
+
+    def __init__(self, cfg: DictConfig, hc: Any, job_log: logging.Logger = log) -> None:
+        self.cfg, self.hc, self.log = cfg, hc, job_log
+        self.run_dir = Path(hc.runtime.output_dir)
+        self.multirun = hc.mode == RunMode.MULTIRUN
+        self.choices = {g: hc.runtime.choices.get(g) for g in CHOICE_GROUPS}
+        self.held_a_run = holds_run(self.run_dir)
+        self.hydra_dir = self.run_dir / hc.output_subdir if hc.output_subdir else None
+        self.loggers: list[Logger] = []
+
+    def prepare(self, concurrent: bool = False) -> None:
+        """The config checked, the loggers built (they open nothing before the run starts)."""
+        from lrexp.loggers import build_loggers
+        from lrexp.validate import validate
+
+        validate(self.cfg)
+        self.loggers = build_loggers(self.cfg.logger, run_info(self.cfg, self.hc, self.choices, concurrent))
+
+    @staticmethod
+    def result(summary: Summary) -> float | None:
+        """The value sweepers minimise (hydra-optuna-sweeper, for one): the task's validation loss."""
+        return summary.final.get(summary.loss.column("val")) if summary.loss else None
+
+    @contextlib.contextmanager
+    def failures(self) -> Iterator[None]:
+        """What an exception in the block becomes."""
+        run_dir, cfg, choices, job_log = self.run_dir, self.cfg, self.choices, self.log
+        try:
+            yield
+        except HandedOver as e:
+            # The checkpoint and the interrupted record are written; the launcher ends the job its own way.
+            raise e.error from None
+        except RunInUse as e:
+            # Another process is writing this directory: refused, touching nothing there (no failure record).
+            if not self.multirun:
+                print(f"lrexp: error: {e}", file=sys.stderr)
+                raise SystemExit(2) from None
+            job_log.error("job %s refused: %s", self.hc.job.num, e)
+        except ConfigError as e:
+            if isinstance(e, SecretInConfig) and self.hydra_dir is not None:
+                scrub(self.hydra_dir, e.secret)
+            abort(self.loggers, str(e))
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            # A refused re-run must not touch the run it refused; anything else records its failure.
+            if not self.held_a_run:
+                record_failure(run_dir, cfg, choices, str(e))
+            if not self.multirun:
+                print(f"lrexp: error: {e}", file=sys.stderr)
+                raise SystemExit(2) from None
+            job_log.error("job %s failed: %s", self.hc.job.num, e)
+        except OSError as e:
+            if e.errno not in STORAGE_ERRORS:
+                raise
+            # The disk filled up (or went read-only) under the run: no traceback, the cause in one line.
+            # What was written whole is kept: every flushed row, the last checkpoint (record.replacing).
+            abort(self.loggers, describe(e))
+            kept = "the last checkpoint and every row written" if (run_dir / CHECKPOINT_FILE).exists() else "every row written"
+            message = f"{e.filename or run_dir}: {e.strerror}; {kept} are kept in {run_dir} (make room, then run.resume=true)"
+            try:
+                record_failure(run_dir, cfg, choices, message)
+            except OSError:
+                pass  # the disk is still full: the record says what it held before
+            if not self.multirun:
+                print(f"lrexp: error: {message}", file=sys.stderr)
+                raise SystemExit(1) from None
+            job_log.error("job %s failed: %s", self.hc.job.num, message)
+        except Exception as e:
+            abort(self.loggers, describe(e))
+            record_failure(run_dir, cfg, choices, describe(e), traceback.format_exc())
+            if not self.multirun:
+                raise
+            job_log.exception("job %s failed; the sweep goes on (traceback in %s)", self.hc.job.num, run_dir / ERROR_FILE)
+
+
+def run_together(jobs: Sequence[tuple[DictConfig, Any, logging.Logger]], *, progress: bool = True) -> list[float | None]:
+    """Jobs of one sweep trained together in this process (hydra/launcher=batched): each checked, built,
+    recorded and failing exactly as alone (HydraJob), their steps computed as one (lrexp.batched). If the
+    task cannot be batched, or fewer than two jobs are left to batch, they train one after another."""
+    from lrexp.batched import CannotBatch, Job, build_batch, train_together
+    from lrexp.train import train
+
+    hydra_jobs = [HydraJob(cfg, hc, job_log) for cfg, hc, job_log in jobs]
+    results: list[float | None] = [None] * len(hydra_jobs)
+    with contextlib.ExitStack() as locks:
+        ready: list[int] = []
+        for i, job in enumerate(hydra_jobs):
+            with job.failures():
+                locks.enter_context(writing(job.run_dir, "hydra.sweep.dir"))
+                job.prepare(concurrent=True)
+                ready.append(i)
+        specs = [Job(j.cfg, j.run_dir, j.choices, j.loggers, j.hydra_dir, j.log) for j in (hydra_jobs[i] for i in ready)]
+        threads = job_threads(hydra_jobs[0].cfg, hydra_jobs[0].hc)
+        try:
+            batch, built = build_batch(specs, threads=threads) if len(specs) > 1 else (None, [])
+        except CannotBatch as e:
+            log.warning("these %d jobs cannot train as one batch (%s): they train one after another", len(specs), e)
+            batch, built = None, []
+        if batch is None:
+            for i in ready:
+                job = hydra_jobs[i]
+                with job.failures():
+                    summary = train(
+                        job.cfg, job.run_dir, choices=job.choices, loggers=job.loggers, hydra_dir=job.hydra_dir, threads=threads
+                    )
+                    results[i] = job.result(summary)
+            return results
+        in_batch = []
+        for i, run in zip(ready, built):
+            if isinstance(run, BaseException):  # could not be built: its own failure, the others go on
+                with hydra_jobs[i].failures():
+                    raise run
+            else:
+                in_batch.append(i)
+        try:
+            summaries = train_together(batch, progress=progress)
+        except Exception as e:  # the batch as a whole failed: every job in it records it
+            for i in in_batch:
+                with hydra_jobs[i].failures():
+                    raise e
+            return results
+        for i, summary in zip(in_batch, summaries):
+            results[i] = hydra_jobs[i].result(summary)
+    return results
 
 
 def abort(loggers: list[Logger], error: str) -> None:
@@ -176,7 +261,7 @@ def job_threads(cfg: DictConfig, hc: Any) -> int:
     return 0
 
 
-def run_info(cfg: DictConfig, hc: Any, choices: dict[str, Any]) -> RunInfo:
+def run_info(cfg: DictConfig, hc: Any, choices: dict[str, Any], concurrent: bool = False) -> RunInfo:
     """How a run is identified to experiment trackers: name, group (its sweep), kind, config."""
     # The name: the schedule and seed, then the overrides that say what the run *is* (not the
     # schedule and seed again, nor what leaves its numbers unchanged).
@@ -196,4 +281,5 @@ def run_info(cfg: DictConfig, hc: Any, choices: dict[str, Any]) -> RunInfo:
         choices={k: v for k, v in choices.items() if v},
         tags=[t for t in (choices.get(g) for g in CHOICE_GROUPS) if t],
         job_num=hc.job.get("num") if multirun else None,
+        concurrent=concurrent,
     )

@@ -66,9 +66,10 @@ class LoopState:
     time_to_first_step_s: float | None = None  # from process start, of the run's first launch
     elapsed_before_s: float = 0.0  # training time of earlier launches (a resumed run)
     started: float = field(default_factory=time.perf_counter)
+    ended: float | None = None  # when this launch's training ended (the clock stops for the record)
 
     def elapsed_s(self) -> float:
-        return self.elapsed_before_s + time.perf_counter() - self.started
+        return self.elapsed_before_s + (self.ended or time.perf_counter()) - self.started
 
     def take_mean_loss(self) -> float:
         """The mean training loss since the last row (one host sync), and a fresh sum."""
@@ -154,8 +155,7 @@ class Run:
 
     def build_rest(self, *, compiled: bool = False, batch: int = 1) -> None:
         cfg, run, task = self.cfg, self.cfg.run, self.task
-        self.optimizer = build_optimizer(cfg.optimizer, task.param_groups(), self.device)
-        self.schedule = build_schedule(cfg.scheduler, self.optimizer)  # per step, or per evaluation (ReduceLROnPlateau)
+        self._build_optimizer()
         self.val_loss = task.metrics[0].column("val")  # the task's loss: divergence and metric-driven schedules
         self.columns = [c for name in SETTINGS for c in group_columns(self.optimizer, name)]  # lr, momentum, weight decay
         self.lr_columns = [c.column for c in self.columns if c.setting == "lr"]
@@ -196,6 +196,19 @@ class Run:
             for name, obj in self.stateful.items():
                 obj.load_state_dict(self.resume_from[name])
             self.log.info("resuming %s at step %d of %d", self.run_dir, self.state.step, run.steps)
+
+    def _build_optimizer(self) -> None:
+        self.optimizer = build_optimizer(self.cfg.optimizer, self.task.param_groups(), self.device)
+        self.schedule = build_schedule(self.cfg.scheduler, self.optimizer)  # per step, or per evaluation (ReduceLROnPlateau)
+
+    def rebind(self) -> None:
+        """The optimizer and schedule built again over the model's parameters as they are now (lrexp.batched
+        has made them views of stacked tensors), with their checkpoint's state when resuming."""
+        self._build_optimizer()
+        self.stateful["optimizer"], self.stateful["scheduler"] = self.optimizer, self.schedule
+        if self.resume_from is not None:  # optimizer state before the scheduler's, as in build_rest
+            self.optimizer.load_state_dict(self.resume_from["optimizer"])
+            self.schedule.load_state_dict(self.resume_from["scheduler"])
 
     def start(self) -> None:
         """The run directory is accepted and the run is built: metrics.csv (re)written, loggers opened."""
@@ -255,6 +268,7 @@ class Run:
         """summary.json, then the loggers' own finish (plots, trackers)."""
         self.metrics.close()
         summary, state = self.summary, self.state
+        state.ended = state.ended or time.perf_counter()  # a batch finishes its runs one after another
         summarize(state.rows, self.task.metrics, summary)
         summary.steps_done = state.step  # optimizer steps taken, logged or not
         summary.wall_time_s = state.elapsed_s()

@@ -10,6 +10,7 @@ from torch import nn
 
 from lrexp.errors import ConfigError
 from lrexp.record import Goal, Metric
+from lrexp.tasks import Model
 
 
 class SineTask:
@@ -36,11 +37,22 @@ class SineTask:
         return self.x[idx], self.y[idx]
 
     @staticmethod
-    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(model: Model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(model(x), y)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str) -> dict[str, torch.Tensor]:
+    def evaluate(self, model: Model, split: str) -> dict[str, torch.Tensor]:
         x, y = self.splits[split]
         mse = F.mse_loss(model(x), y)
         return {"mse": mse, "r2": 1 - mse / y.var(unbiased=False)}
+
+
+class UnbatchableSineTask(SineTask):
+    """The sine task with a loss that reads a number back to the host on the way (as a task that clips
+    or logs inside its loss might): torch.func.vmap cannot batch that, so a batched sweep trains it alone."""
+
+    def loss(self, model: Model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        loss = F.mse_loss(model(x), y)
+        if loss.item() > 1e6:
+            raise FloatingPointError("the loss blew up")
+        return loss

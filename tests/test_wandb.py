@@ -381,3 +381,26 @@ def test_a_job_that_raises_ends_its_wandb_run_as_failed_and_the_sweep_goes_on(tm
     w = inspect_summary(crashed, env)
     assert w["exit_code"] == 1 and w["summary"]["status"] == "failed"  # closed as failed by its own job
     assert inspect_summary(fine, env)["exit_code"] == 0 and summary_json(fine)["status"] == "completed"
+
+
+def test_a_batched_sweep_opens_one_wandb_run_per_job_at_once(tmp_path):
+    """hydra/launcher=batched trains the jobs together, so their W&B runs are open at the same time in one
+    process: each still gets its own run, with exactly its own rows, finished when its record is."""
+    env = isolated_env(tmp_path)
+    out = run_cli(
+        ["-m", "hydra/launcher=batched", "logger=wandb", *QUICK, "logger.local.plots=false", "seed=0,1,2", "hydra.sweep.dir=sweep"],
+        cwd=tmp_path,
+        **env,
+    )
+    assert out.returncode == 0, out.stderr
+    ids = set()
+    for seed in range(3):
+        job = tmp_path / "sweep" / str(seed)
+        s = summary_json(job)
+        assert s["batch"] == 3 and s["wandb"]["mode"] == "offline"
+        records = inspect_records(job, env)
+        assert run_record(records)["config"]["update"]["seed"] == seed
+        assert [h["train_loss"] for h in history(records) if "lr" in h] == [r["train_loss"] for r in read_metrics(job)]
+        assert inspect_summary(job, env)["state"] == "finished"
+        ids.add(s["wandb"]["id"])
+    assert len(ids) == 3

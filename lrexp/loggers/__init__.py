@@ -36,6 +36,7 @@ class RunInfo:
     choices: dict[str, str] = field(default_factory=dict)  # the option names (cosine, adamw, digits)
     tags: list[str] = field(default_factory=list)
     job_num: int | None = None
+    concurrent: bool = False  # other runs are open in this process at the same time (hydra/launcher=batched)
 
 
 class Logger:

@@ -175,7 +175,8 @@ class WandbLogger(Logger):
         import wandb  # here, not at import: only runs that use W&B pay its ~1 s import
 
         setup_quietly(wandb)
-        close_leftover_run(wandb)
+        if not self.run_info.concurrent:  # in a batch, the other open runs are the batch's own
+            close_leftover_run(wandb)
         has_key, self._secret = configured_credentials(wandb)
         fallback_after: float | None = None
         online_error: str | None = None
@@ -231,7 +232,8 @@ class WandbLogger(Logger):
             id=resume_id,
             resume="allow" if resume_id else None,
             allow_val_change=bool(resume_id),  # run.resume itself flips to true in the config
-            reinit="finish_previous",  # several jobs share a process: each gets its own run
+            # Several jobs share a process: each gets its own run; runs trained together are open together.
+            reinit="create_new" if info.concurrent else "finish_previous",
             settings=settings,
         )
         # The x-axis of every metric is metrics.csv's step: W&B's own _step counts log calls, and a resumed

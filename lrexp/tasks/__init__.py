@@ -7,7 +7,7 @@ about it: the loop, the record, the plots and the reports read what the task dec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -16,6 +16,10 @@ from torch import nn
 
 from lrexp.record import Metric
 from lrexp.targets import call_target, check_signature
+
+# What a task's loss and evaluate receive: its model, or, when runs are batched (lrexp.batched), a function
+# computing one run's slice of the stacked models. Either way a task only calls it, as it calls its model.
+Model = Callable[..., Any]
 
 
 class Task(Protocol):
@@ -32,13 +36,18 @@ class Task(Protocol):
         """The batch of an optimizer step: a pure function of (seed, step), so resuming needs no loader state."""
         ...
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, model: Model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss of a batch (a scalar tensor)."""
         ...
 
-    def evaluate(self, model: nn.Module, split: str) -> dict[str, torch.Tensor]:
-        """Every declared metric on a fixed split (``val``), keyed by metric name, as device tensors:
-        the caller reads them back in one host sync."""
+    def evaluate(self, model: Model, split: str) -> dict[str, torch.Tensor]:
+        """Every declared metric on a fixed split (``val``, ``test``), keyed by metric name, as device
+        tensors: the caller reads them back in one host sync. The splits are the task's: they never depend
+        on the run's seed (runs batched together are evaluated on the first run's task).
+
+        To be batchable (lrexp.batched), loss and evaluate must be functions torch.func.vmap can map:
+        no ``.item()``, no in-place updates of tensors created outside, no data-dependent Python control
+        flow. Tasks that are not train alone, as every task can."""
         ...
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from lrexp.errors import ConfigError
 from lrexp.record import Goal, Metric
+from lrexp.tasks import Model
 
 N_CLASSES = 10
 
@@ -117,11 +118,11 @@ class DigitsTask:
         self._x_epoch, self._y_epoch, self._epoch = self.x_train[perm], self.y_train[perm], epoch
 
     @staticmethod
-    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(model: Model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str) -> dict[str, torch.Tensor]:
+    def evaluate(self, model: Model, split: str) -> dict[str, torch.Tensor]:
         """Loss and accuracy on a whole split, as device tensors (the caller syncs once)."""
         x, y = self.splits[split]
         logits = model(x).float()

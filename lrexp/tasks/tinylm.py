@@ -21,6 +21,7 @@ from torch import nn
 
 from lrexp.errors import ConfigError
 from lrexp.record import Goal, Metric
+from lrexp.tasks import Model
 
 VOCAB = 256  # bytes
 # The corpus is cut into this many equal chunks (fewer for a small corpus); an evenly spaced subset of
@@ -241,12 +242,12 @@ class TinyLMTask:
         return self._windows(self._train_chunk_offsets[k // self._starts_per_chunk] + k % self._starts_per_chunk)
 
     @staticmethod
-    def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(model: Model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = model(input_ids=x).logits
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str) -> dict[str, torch.Tensor]:
+    def evaluate(self, model: Model, split: str) -> dict[str, torch.Tensor]:
         """Mean next-byte loss, accuracy and bits per byte over a split's fixed windows (device tensors).
 
         Sums are accumulated out of place (``a = a + b``), so that the same code runs under torch.func.vmap.

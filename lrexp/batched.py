@@ -1,0 +1,322 @@
+"""Several runs of one task trained together in one process: what ``hydra/launcher=batched`` runs.
+
+K runs whose task and loop settings agree (so their models have one shape and their data one layout) and
+that differ in schedule, peak LR, optimizer settings or seed train as one computation:
+
+- their parameters are stacked along a new first dimension (``torch.func.stack_module_state``), and each
+  run's model gets *views* of its slice as its parameters;
+- one forward and backward pass computes all K losses: ``torch.func.vmap`` over the task's own ``loss``,
+  called with ``torch.func.functional_call`` of the task's own model (nothing about the model is
+  rewritten, so any task whose loss and evaluation vmap can batch works);
+- then each run does exactly what it does alone (lrexp.train.Run, shared line for line): its gradients
+  are views of its slice of the stacked gradients, its own real optimizer steps its own parameter views
+  (so the stacked tensors move with it), its own real scheduler steps, and its rows, checkpoints, record
+  and loggers go to its own run directory. Every run draws its own batches (its seed and step).
+
+Independence: a run that diverges stops and is recorded while the others go on (its slot is still
+computed, and ignored); a run that fails to build is reported back and left out; a metric-driven
+scheduler sees its own run's validation loss. Resuming is per run: each loads its own checkpoint, and a
+run that was saved at a later step waits until the others reach it.
+
+What differs from training alone is only the arithmetic of the batched kernels (bmm instead of mm,
+another summation order): losses agree to float32 rounding at first and drift apart slowly after that, as
+any two orderings of float32 arithmetic do (README, "Batched sweeps", states the tolerance measured);
+LRs agree exactly, since they come from the same scheduler objects. With dropout, each run draws its
+own masks (vmap's randomness="different"), not the masks it would draw alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from lrexp.checkpoint import RngState
+from lrexp.device import autocast, configure_backends, resolve_precision, select_device
+from lrexp.errors import describe
+from lrexp.loggers import Logger
+from lrexp.preemption import StopRequest
+from lrexp.record import Status, Summary
+from lrexp.train import Run, evaluation_point, process_start_time
+
+log = logging.getLogger(__name__)
+
+# The run settings that shape the loop itself: runs batched together must agree on them (and on the
+# whole task config). Everything else (seed, optimizer, scheduler, logger, run.diverge_factor) is per run.
+SHARED_RUN_KEYS = ("steps", "log_every", "eval_every", "test_every", "checkpoint_every", "device", "precision")
+
+
+def batch_key(cfg: DictConfig) -> str | None:
+    """Jobs with equal keys can train together; None: this job trains alone (run.compile: a compiled
+    model is not a function vmap can batch)."""
+    if cfg.run.compile:
+        return None
+    shared = {"task": OmegaConf.to_container(cfg.task, resolve=True), "run": {k: cfg.run[k] for k in SHARED_RUN_KEYS}}
+    return OmegaConf.to_yaml(OmegaConf.create(shared), sort_keys=True)
+
+
+@dataclass
+class Job:
+    """One run of a batch, as the entry point (lrexp.app) hands it over."""
+
+    cfg: DictConfig
+    run_dir: Path
+    choices: Mapping[str, str | None] = field(default_factory=dict)
+    loggers: Sequence[Logger] = ()
+    hydra_dir: Path | None = None
+    log: logging.Logger = log  # the run's own log (its lrexp.log)
+
+
+class CannotBatch(Exception):
+    """These runs cannot train as one computation (the task's loss or evaluation is not something
+    torch.func.vmap can batch); nothing was written, and each can still train alone."""
+
+
+class Stacked:
+    """K models of one architecture as stacked tensors; each model's parameters and buffers become views
+    of its slice, so that its own optimizer, checkpoint and state_dict work on it as on a model alone."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        from torch.func import stack_module_state
+
+        # The module whose forward is called, with the stacked tensors in place of its own (on no device:
+        # every parameter and buffer is passed in, strictly, so none of its own can be used by mistake).
+        self.base = copy.deepcopy(models[0]).to("meta")
+        params, buffers = stack_module_state(list(models))
+        self.params: dict[str, torch.Tensor] = params  # one per distinct parameter (tied ones once)
+        self.buffers: dict[str, torch.Tensor] = buffers
+        # Every name the module uses, tied parameters included, to the stacked tensor it stands for: a
+        # tied output layer is the embedding, and its gradient adds up in the embedding's, as alone.
+        first = models[0]
+        canonical = {id(p): name for name, p in first.named_parameters()}
+        self.aliases = {name: canonical[id(p)] for name, p in first.named_parameters(remove_duplicate=False)}
+        canonical_buffers = {id(b): name for name, b in first.named_buffers()}
+        self.buffer_aliases = {name: canonical_buffers[id(b)] for name, b in first.named_buffers(remove_duplicate=False)}
+        self.views = [self._adopt(model, i) for i, model in enumerate(models)]  # per model, in params' order
+
+    def _adopt(self, model: nn.Module, i: int) -> list[nn.Parameter]:
+        """Make slice ``i`` of the stacked tensors ``model``'s parameters and buffers. A parameter shared
+        by several modules (tied embeddings) is replaced wherever it appears."""
+        replaced = {
+            id(p): nn.Parameter(self.params[name].detach()[i], requires_grad=p.requires_grad) for name, p in model.named_parameters()
+        }
+        views = [replaced[id(p)] for p in dict(model.named_parameters()).values()]
+        for module in model.modules():
+            for key, p in list(module._parameters.items()):
+                if p is not None and id(p) in replaced:
+                    module._parameters[key] = replaced[id(p)]
+        for name, _ in model.named_buffers(remove_duplicate=False):
+            owner, _, key = name.rpartition(".")
+            model.get_submodule(owner)._buffers[key] = self.buffers[self.buffer_aliases[name]][i]
+        return views
+
+    def function(self, params: Mapping[str, torch.Tensor], buffers: Mapping[str, torch.Tensor]) -> Callable[..., Any]:
+        """The model of one slice, as a callable: what a task's loss and evaluate call."""
+        from torch.func import functional_call
+
+        every = {name: params[c] for name, c in self.aliases.items()}
+        every.update({name: buffers[c] for name, c in self.buffer_aliases.items()})
+
+        def model(*args: Any, **kwargs: Any) -> Any:
+            return functional_call(self.base, every, args, kwargs, tie_weights=False, strict=True)
+
+        return model
+
+    def set_grads(self, grads: Sequence[torch.Tensor] | None) -> None:
+        """Each run's parameter gradients: views of its slice of the stacked gradients (no copy)."""
+        for i, views in enumerate(self.views):
+            for j, view in enumerate(views):
+                view.grad = None if grads is None else grads[j][i]
+
+
+class Batch:
+    """Runs of one task, built as alone, their models stacked, stepped together."""
+
+    def __init__(self, runs: Sequence[Run]) -> None:
+        from torch.func import vmap
+
+        self.runs = list(runs)
+        task = self.task = self.runs[0].task  # the validation and test splits are the task's, not the seed's
+        self.device, self.precision = self.runs[0].device, self.runs[0].precision
+        self.stacked = stacked = Stacked([run.task.model for run in self.runs])
+        for run in self.runs:  # their optimizers and schedules now step the views
+            run.rebind()
+            run.summary.batch = len(self.runs)
+
+        def loss(params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return task.loss(stacked.function(params, buffers), x, y)
+
+        def evaluation(split: str) -> Callable[..., dict[str, torch.Tensor]]:
+            return lambda params, buffers: task.evaluate(stacked.function(params, buffers), split)
+
+        # torch has no vmap rule for CPU flash attention (sdpa) and loops over the runs there, saying so
+        # once per process; the result is exact, and the README's batched section gives the cost.
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
+        # randomness="different": with dropout, every run draws its own masks.
+        self._loss = vmap(loss, randomness="different")
+        self._evaluate = {split: vmap(evaluation(split), randomness="different") for split in ("val", "test")}
+        self.order = list(stacked.params.values())
+        # Each run's training loss summed on the device since its last row; each run's LoopState holds a
+        # view of its own element, so that a checkpoint saves and restores it as it would alone.
+        self.loss_sums = torch.zeros(len(self.runs), device=self.device)
+        for i, run in enumerate(self.runs):
+            self.loss_sums[i] = run.state.loss_sum
+            run.state.loss_sum = self.loss_sums[i]
+
+    def loss_and_grads(self, step: int) -> torch.Tensor:
+        """Every run's loss on its own batch of ``step`` (K,), and every run's gradients set."""
+        xs, ys = zip(*(run.task.train_batch(step) for run in self.runs))
+        with autocast(self.device, self.precision):
+            losses = self._loss(self.stacked.params, self.stacked.buffers, torch.stack(xs), torch.stack(ys))
+        # Contiguous: vmap's backward may return a weight's gradient transposed in memory, and fused
+        # optimizer kernels read a gradient as laid out like its parameter (a strided view would be
+        # read in the wrong order, silently).
+        grads = [g.contiguous() for g in torch.autograd.grad(losses.sum(), self.order)]
+        self.stacked.set_grads(grads)
+        return losses.detach()
+
+    def evaluate(self, split: str) -> list[dict[str, float]]:
+        """Every metric of every run on ``split``: one vmapped evaluation, one host sync. A schedule-free
+        optimizer's run is evaluated at its averaged point, as alone (lrexp.train.evaluation_point)."""
+        self.stacked.base.eval()
+        with contextlib.ExitStack() as points:
+            for run in self.runs:
+                points.enter_context(evaluation_point(run.optimizer))
+            with autocast(self.device, self.precision):
+                values = self._evaluate[split](self.stacked.params, self.stacked.buffers)
+        self.stacked.base.train()
+        names = list(values)
+        table = torch.stack([values[n].float() for n in names]).tolist()  # (metrics, runs)
+        return [{f"{split}_{n}": table[m][i] for m, n in enumerate(names)} for i in range(len(self.runs))]
+
+    def probe(self) -> None:
+        """One forward, backward and evaluation before anything is written: a task that vmap cannot batch
+        fails here (CannotBatch), and its runs can still train alone. Nothing moves: no step is taken,
+        the gradients are dropped and the random number generators are put back."""
+        rng = RngState()
+        saved = rng.state_dict()
+        try:
+            self.loss_and_grads(min(run.state.step for run in self.runs))
+            self.evaluate("val")
+        except Exception as e:
+            raise CannotBatch(describe(e)) from e
+        finally:
+            self.stacked.set_grads(None)
+            rng.load_state_dict(saved)
+
+
+def build_batch(jobs: Sequence[Job], threads: int = 0) -> tuple[Batch | None, list[Run | BaseException]]:
+    """Every job's Run, built as alone (a job whose run cannot be built gets its exception back; the
+    others go on), then their models stacked. The Batch is None when fewer than two runs were built:
+    train those alone. CannotBatch when the task cannot be batched."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    cfg = jobs[0].cfg
+    device = select_device(cfg.run.device)
+    precision = resolve_precision(cfg.run.precision, device)
+    configure_backends(device)
+    built: list[Run | BaseException] = []
+    for job in jobs:
+        try:
+            run = Run(
+                job.cfg,
+                job.run_dir,
+                choices=job.choices,
+                loggers=job.loggers,
+                hydra_dir=job.hydra_dir,
+                device=device,
+                precision=precision,
+                log=job.log,
+            )
+            run.build_task()
+            run.build_rest()
+            built.append(run)
+        except Exception as e:
+            built.append(e)
+    runs = [r for r in built if isinstance(r, Run)]
+    if len(runs) < 2:
+        return None, built
+    batch = Batch(runs)
+    batch.probe()
+    return batch, built
+
+
+def train_together(batch: Batch, *, progress: bool = True) -> list[Summary]:
+    """Train every run of ``batch`` to its end, as lrexp.train.train trains one, and return their
+    summaries. A stop signal checkpoints every run and records it as interrupted, then exits as alone."""
+    runs = batch.runs
+    every = runs[0].every  # the same for all (batch_key)
+    for run in runs:
+        run.start()
+    stop = StopRequest()
+    step = min(run.state.step for run in runs)
+    bar = tqdm(total=every.steps, initial=step, disable=None if progress else True, unit="step", dynamic_ncols=True)
+    started = time.perf_counter()  # training time, as alone: set-up is not counted
+    for run in runs:
+        run.state.started = started
+    with stop, bar, logging_redirect_tqdm(), contextlib.ExitStack() as files:
+        for run in runs:
+            files.enter_context(contextlib.closing(run.metrics))
+        while not all(run.done for run in runs):
+            # The runs that take this step: one resumed from a later checkpoint waits for it.
+            active = [i for i, run in enumerate(runs) if not run.done and run.state.step == step]
+            log_row, evaluate, test = every.plan(step)
+            settings = {i: runs[i].settings() for i in active} if log_row else {}
+
+            losses = batch.loss_and_grads(step)
+            for i in active:
+                runs[i].optimizer.step()
+                runs[i].schedule.after_step()
+            taking = torch.zeros(len(runs), dtype=torch.bool, device=batch.device)
+            taking[active] = True
+            batch.loss_sums += torch.where(taking, losses, 0.0)
+            for i in active:
+                state = runs[i].state
+                state.n_summed += 1
+                if state.time_to_first_step_s is None:
+                    state.time_to_first_step_s = time.time() - process_start_time()
+
+            if log_row and active:
+                evaluations: list[dict[str, float]] = [{} for _ in runs]
+                for split, due in (("val", evaluate), ("test", test)):
+                    if due:
+                        for row, values in zip(evaluations, batch.evaluate(split)):
+                            row.update(values)
+                counts = torch.tensor([runs[i].state.n_summed for i in active], dtype=batch.loss_sums.dtype, device=batch.device)
+                means = (batch.loss_sums[active] / counts).tolist()  # one host sync for every run's row
+                batch.loss_sums[active] = 0.0
+                for mean, i in zip(means, active):
+                    runs[i].state.n_summed = 0
+                    runs[i].record_row(step, settings[i], mean, evaluations[i])
+                bar.update(step + 1 - bar.n)
+                bar.set_postfix(training=sum(not run.done for run in runs), refresh=False)
+            for i in active:
+                runs[i].after_step()
+                if runs[i].stopped:  # diverged: its record now; the others go on
+                    runs[i].finish()
+            step += 1
+            if stop.signum is not None and not all(run.done for run in runs):
+                for run in runs:
+                    if not run.done:
+                        run.interrupt(stop.name)
+                break
+
+    ended = time.perf_counter()
+    for run in runs:
+        run.state.ended = run.state.ended or ended
+    summaries = [run.summary if run.stopped else run.finish() for run in runs]
+    if any(s.status is Status.INTERRUPTED for s in summaries):
+        stop.exit()
+    return summaries
