@@ -70,7 +70,10 @@ class ParallelLauncher(JoblibLauncher):
         singleton_state = Singleton.get_state()
 
         def run(jobs: dict[int, list[str]], **settings: Any) -> Iterator[tuple[int, JobReturn]]:
-            calls = (delayed(execute)(i, o, self.hydra_context, self.config, self.task_function, singleton_state) for i, o in jobs.items())
+            # A snapshot: joblib draws from the generator while results arrive and leave ``pending``.
+            calls = (
+                delayed(execute)(i, o, self.hydra_context, self.config, self.task_function, singleton_state) for i, o in list(jobs.items())
+            )
             return Parallel(**settings, return_as="generator_unordered")(calls)
 
         while pending:
