@@ -77,7 +77,7 @@ def test_lrexps_launchers_are_found_from_any_directory(tmp_path):
         [
             "-m",
             "hydra/launcher=parallel",
-            "seed=0,1,2,3,4,5",  # more jobs than joblib dispatches at once (2 x n_jobs)
+            "seed=0,1,2,3,4,5,6,7,8,9,10,11",  # many more jobs than joblib dispatches at once (2 x n_jobs)
             "run.steps=12",
             "run.eval_every=6",
             "logger.local.plots=false",
@@ -86,7 +86,7 @@ def test_lrexps_launchers_are_found_from_any_directory(tmp_path):
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    assert "Parallel launcher: 6 jobs" in out.stdout
-    records = [summary_json(tmp_path / "sweep" / str(i)) for i in range(6)]
-    assert [r["status"] for r in records] == ["completed"] * 6
-    assert [r["threads"] for r in records] == [1] * 6  # n_jobs=-1: a job per core, a thread per job
+    assert "Parallel launcher: 12 jobs" in out.stdout
+    records = [summary_json(tmp_path / "sweep" / str(i)) for i in range(12)]
+    assert [r["status"] for r in records] == ["completed"] * 12
+    assert [r["threads"] for r in records] == [1] * 12  # n_jobs=-1: a job per core, a thread per job
