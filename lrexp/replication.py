@@ -17,11 +17,12 @@ Every choice of peak LR is made on the validation split; the effects are measure
 
 from __future__ import annotations
 
+import csv
 import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -369,41 +370,38 @@ def tuning_protocol(runs: list[Run], fixed_lr: str = "1e-3", seed: int = 0) -> l
     schedules = sorted({k[0] for k in cs})
     lrs = sorted({k[1] for k in cs}, key=float)
     seeds = sorted(set.intersection(*(set(c) for c in cs.values())))
-    fixed_lr = next(lr for lr in lrs if float(lr) == float(fixed_lr))
-    # seed -> (schedule, lr) -> (val, test), a seed's values kept together so resampling keeps the pairing
+    fixed = next(i for i, lr in enumerate(lrs) if float(lr) == float(fixed_lr))
+    # seed x schedule x lr x (val, test): a seed's values stay together, so resampling seeds keeps the pairing
     table = np.array([[[[final(cs[(s, lr)][seed], col) for col in (val, test)] for lr in lrs] for s in schedules] for seed in seeds])
-    table = np.where(np.isnan(table), np.inf, table)  # a run that did not complete ranks last
+    table = np.where(np.isnan(table), np.inf, table)  # a run that did not complete: its cell is never chosen
 
-    def taus(sample: np.ndarray) -> tuple[float, list[str], list[str]]:
-        mean = sample.mean(axis=0)  # schedule x lr x (val, test)
+    def rankings(sample: np.ndarray, at: int) -> tuple[float, list[str], list[str], np.ndarray]:
+        """Kendall's tau between the ranking at LR index ``at`` and the tuned one (each schedule at its
+        LR of lowest mean validation loss), both by mean test loss; the rankings; the tuned LR indices."""
+        mean = sample.mean(axis=0)
         choice = mean[:, :, 0].argmin(axis=1)
         tuned_rank = [schedules[i] for i in np.argsort(mean[np.arange(len(schedules)), choice, 1], kind="stable")]
-        fixed_rank = [schedules[i] for i in np.argsort(mean[:, lrs.index(fixed_lr), 1], kind="stable")]
-        return stats.kendall_tau(fixed_rank, tuned_rank), fixed_rank, tuned_rank
+        fixed_rank = [schedules[i] for i in np.argsort(mean[:, at, 1], kind="stable")]
+        return stats.kendall_tau(fixed_rank, tuned_rank), fixed_rank, tuned_rank, choice
 
-    tau, fixed_rank, tuned_rank = taus(table)
+    tau, fixed_rank, tuned_rank, choice = rankings(table, fixed)
     rng = np.random.default_rng(seed)
-    boot = [taus(table[rng.integers(0, len(seeds), len(seeds))])[0] for _ in range(BOOTSTRAP)]
+    boot = [rankings(table[rng.integers(0, len(seeds), len(seeds))], fixed)[0] for _ in range(BOOTSTRAP)]
     low, high = (float(x) for x in np.nanpercentile(boot, [2.5, 97.5]))
     verdict = Verdict.REPRODUCED if high < 1 else Verdict.NOT_REPRODUCED if low >= 1 else Verdict.INCONCLUSIVE
-    others = ", ".join(
-        f"tau at {lr}: {fmt(taus(table)[0] if lr == fixed_lr else _tau_at(table, lrs.index(lr), schedules), 2)}" for lr in lrs
+    edges = (0, len(lrs) - 1)
+    chosen = ", ".join(f"{schedules[i]} {lrs[c]}{' (edge)' if c in edges else ''}" for i, c in enumerate(choice))
+    per_lr = ", ".join(f"{lr}: {fmt(rankings(table, i)[0], 2)}" for i, lr in enumerate(lrs))
+    detail = (
+        f"at lr {lrs[fixed]}: {' > '.join(fixed_rank)}; tuned: {' > '.join(tuned_rank)}; tuned LRs: {chosen}; "
+        f"tau at each fixed LR: {per_lr}; interval: percentile bootstrap over the {len(seeds)} seeds ({BOOTSTRAP} resamples)"
     )
-    detail = f"at lr {fixed_lr}: {' > '.join(fixed_rank)}; tuned: {' > '.join(tuned_rank)} ({others}; seeds resampled {BOOTSTRAP} times)"
     return [
         Outcome(
             "6", "the ranking at one fixed LR differs from the ranking at tuned LRs",
-            f"Kendall's tau, ranking at lr {fixed_lr} vs tuned (< 1)", tau, low, high, len(seeds), verdict, detail,
+            f"Kendall's tau, ranking at lr {lrs[fixed]} vs tuned (< 1)", tau, low, high, len(seeds), verdict, detail,
         )
     ]  # fmt: skip
-
-
-def _tau_at(table: np.ndarray, lr_index: int, schedules: list[str]) -> float:
-    mean = table.mean(axis=0)
-    choice = mean[:, :, 0].argmin(axis=1)
-    tuned_rank = [schedules[i] for i in np.argsort(mean[np.arange(len(schedules)), choice, 1], kind="stable")]
-    fixed_rank = [schedules[i] for i in np.argsort(mean[:, lr_index, 1], kind="stable")]
-    return stats.kendall_tau(fixed_rank, tuned_rank)
 
 
 # --- the suite ------------------------------------------------------------------------------------
@@ -430,7 +428,26 @@ FINDINGS = (
 
 
 def analyse(finding: Finding, sweep_dir: Path) -> list[Outcome]:
-    return finding.analysis(find_runs([sweep_dir]))
+    """The finding's outcomes; the first also says what lrexp's own report on the sweep flagged."""
+    outcomes = finding.analysis(find_runs([sweep_dir]))
+    flags = report_flags(sweep_dir)
+    return [replace(outcomes[0], detail=f"{outcomes[0].detail}; the sweep's report flags: {flags}"), *outcomes[1:]]
+
+
+def report_flags(sweep_dir: Path) -> str:
+    """The diagnostics the sweep's comparison report raised (its summary.csv), each with its groups and
+    their chosen settings: where a ranking means little (still learning, overfitting, grid edge...)."""
+    path = sweep_dir / "summary.csv"
+    if not path.is_file():
+        return "no report (summary.csv) in the sweep directory"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    group = list(rows[0])[1] if rows else ""  # summary.csv: rank, the group, settings, ...
+    by_flag: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        for flag in filter(None, (f.strip() for f in row.get("flags", "").split(";"))):
+            by_flag[flag].append(f"{group}={row[group]}" + (f" at {row['settings']}" if row.get("settings") else ""))
+    return "; ".join(f"{flag} ({', '.join(groups)})" for flag, groups in by_flag.items()) or "none"
 
 
 def markdown_table(outcomes: Sequence[Outcome]) -> str:
