@@ -1,8 +1,9 @@
 """The baselines lrexp is measured against: plain, hand-written PyTorch loops on digits and on tinylm.
 
 What a careful practitioner would write without a harness: data as tensors, a per-epoch shuffle, the
-MLP, AdamW, a scheduler stepped per optimizer step, the loss read back at log steps and a validation
-pass at eval steps. Same work as ``python -m lrexp`` with its default digits settings. Run directly, it
+MLP, AdamW, a scheduler stepped per optimizer step, the loss read back at log steps, a validation
+pass at eval steps and the test split once at the end. Same work as ``python -m lrexp`` with its default
+digits settings, checkpoints aside (scripts/bench.py measures lrexp with only its final checkpoint). Run directly, it
 prints when its first optimizer step finished (seconds after process start), for scripts/bench.py.
 
 ``train_plain_tinylm`` is the same for the language model, nanoGPT-style: the corpus as one byte tensor,
@@ -15,7 +16,7 @@ import argparse
 import time
 
 
-def train_plain(steps: int, fused: bool, log_every: int = 10, eval_every: int = 100, seed: int = 0, threads: int = 0):
+def train_plain(steps: int, fused: bool, log_every: int = 10, eval_every: int = 50, seed: int = 0, threads: int = 0):
     """Train and return (steps per second of the loop, seconds from process start to the first step)."""
     import torch
     import torch.nn.functional as F
@@ -27,10 +28,11 @@ def train_plain(steps: int, fused: bool, log_every: int = 10, eval_every: int = 
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     images, labels = load_digits_arrays()
-    train_idx, val_idx, _ = stratified_split(labels, (0.2, 0.2), 0)  # lrexp's train / validation / test split
+    train_idx, val_idx, test_idx = stratified_split(labels, (0.2, 0.2), 0)  # lrexp's train / validation / test split
     x = torch.from_numpy(images / 16.0).float()
     y = torch.from_numpy(labels)
     x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+    x_test, y_test = x[test_idx], y[test_idx]
     model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01, fused=fused or None)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps // 3)
@@ -53,10 +55,12 @@ def train_plain(steps: int, fused: bool, log_every: int = 10, eval_every: int = 
         if step % log_every == 0:
             loss.item()
         if step % eval_every == 0 or step == steps - 1:
-            with torch.no_grad():
-                logits = model(x_val)
-                F.cross_entropy(logits, y_val).item()
-                (logits.argmax(1) == y_val).float().mean().item()
+            # validation as lrexp does it, and the held-out test split once at the end
+            for xs, ys in [(x_val, y_val)] + ([(x_test, y_test)] if step == steps - 1 else []):
+                with torch.no_grad():
+                    logits = model(xs)
+                    F.cross_entropy(logits, ys).item()
+                    (logits.argmax(1) == ys).float().mean().item()
     return steps / (time.perf_counter() - t0), first_step
 
 
@@ -69,8 +73,9 @@ def train_plain_tinylm(
     n_embd: int,
     max_corpus_bytes: int,
     eval_batches: int,
+    test_batches: int,
     log_every: int = 10,
-    eval_every: int = 100,
+    eval_every: int = 50,
     seed: int = 0,
     threads: int = 0,
 ) -> float:
@@ -110,6 +115,8 @@ def train_plain_tinylm(
     offsets = torch.arange(context + 1)
     val_starts = torch.linspace(0, len(val_data) - context - 2, eval_batches * batch_size).long()
     val_windows = val_data[val_starts[:, None] + offsets].long().split(batch_size)
+    test_starts = torch.linspace(0, len(val_data) - context - 2, test_batches * batch_size).long()
+    test_windows = val_data[test_starts[:, None] + offsets].long().split(batch_size)  # as many as lrexp's test
 
     def lm_loss(windows, reduction="mean"):
         logits = model(input_ids=windows[:, :-1]).logits
@@ -130,7 +137,7 @@ def train_plain_tinylm(
             model.eval()
             with torch.no_grad():
                 total, correct = 0.0, 0
-                for w in val_windows:
+                for w in val_windows + (test_windows if step == steps - 1 else ()):  # test once, at the end
                     val_loss, logits = lm_loss(w, reduction="sum")
                     total += val_loss.item()
                     correct += (logits.argmax(-1) == w[:, 1:]).sum().item()
