@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from lrexp import stats
 from lrexp.compare import LR_KEY, Run, declared_metrics, find_runs
@@ -202,8 +203,6 @@ def _tokens_per_step(runs: Sequence[Run]) -> int:
 
 
 def _config(run: Run) -> dict[str, Any]:
-    import yaml
-
     return yaml.safe_load((run.dir / ".hydra" / "config.yaml").read_text())
 
 
