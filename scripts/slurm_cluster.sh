@@ -19,6 +19,9 @@ log() { echo "slurm_cluster: $*"; }
 
 if [ "${1:-}" = "stop" ]; then
   for daemon in slurmd slurmctld slurmdbd mariadbd munged; do pkill -x "$daemon" || true; done
+  for daemon in slurmd slurmctld slurmdbd mariadbd munged; do  # gone, so that a start right after does not see them
+    for _ in $(seq 40); do pgrep -x "$daemon" >/dev/null || break; sleep 0.25; done
+  done
   log "stopped"
   exit 0
 fi
@@ -49,7 +52,30 @@ chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge
 chmod 0400 /etc/munge/munge.key
 chmod 0755 /run/munge
 pgrep -x munged >/dev/null || su -s /bin/sh munge -c "munged --force" || fail "munged did not start (see /var/log/munge/munged.log)"
+for _ in $(seq 20); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.25; done
 munge -n | unmunge >/dev/null 2>&1 || fail "munge does not authenticate (see /var/log/munge/munged.log)"
+
+# One node with this machine's cores and most of its memory, one partition, accounting through slurmdbd.
+# Written first: every SLURM command reads it (sacctmgr below included; without it they look for a
+# config server in DNS and fail).
+cpus=$(nproc)
+mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 8 / 10 ))
+conf=$(printf '%s\n' \
+  "ClusterName=lrexp" "SlurmctldHost=$host" "AuthType=auth/munge" "CredType=cred/munge" "SlurmUser=root" \
+  "ProctrackType=proctrack/linuxproc" "TaskPlugin=task/none" "SelectType=select/cons_tres" "SelectTypeParameters=CR_Core" \
+  "MpiDefault=none" "AccountingStorageType=accounting_storage/slurmdbd" "AccountingStorageHost=localhost" \
+  "JobAcctGatherType=jobacct_gather/none" "ReturnToService=2" "JobRequeue=1" "KillWait=10" \
+  "StateSaveLocation=/var/spool/slurmctld" "SlurmdSpoolDir=/var/spool/slurmd" \
+  "SlurmctldPidFile=/run/slurmctld.pid" "SlurmdPidFile=/run/slurmd.pid" \
+  "SlurmctldLogFile=/var/log/slurm/slurmctld.log" "SlurmdLogFile=/var/log/slurm/slurmd.log" \
+  "NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN" \
+  "PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP")
+if [ "$(cat /etc/slurm/slurm.conf 2>/dev/null)" != "$conf" ]; then
+  echo "$conf" > /etc/slurm/slurm.conf
+  pkill -x slurmd || true
+  pkill -x slurmctld || true
+  sleep 1
+fi
 
 # Job accounting: MariaDB on its local socket, slurmdbd in front of it.
 mkdir -p /run/mysqld
@@ -72,25 +98,6 @@ for _ in $(seq 60); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 
 sacctmgr -n list cluster format=cluster 2>/dev/null | grep -qw lrexp || sacctmgr -i add cluster lrexp >/dev/null \
   || fail "could not register the cluster with slurmdbd (see /var/log/slurm/slurmdbd.log)"
 
-# One node with this machine's cores and most of its memory, one partition, accounting through slurmdbd.
-cpus=$(nproc)
-mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 8 / 10 ))
-conf=$(printf '%s\n' \
-  "ClusterName=lrexp" "SlurmctldHost=$host" "AuthType=auth/munge" "CredType=cred/munge" "SlurmUser=root" \
-  "ProctrackType=proctrack/linuxproc" "TaskPlugin=task/none" "SelectType=select/cons_tres" "SelectTypeParameters=CR_Core" \
-  "MpiDefault=none" "AccountingStorageType=accounting_storage/slurmdbd" "AccountingStorageHost=localhost" \
-  "JobAcctGatherType=jobacct_gather/none" "ReturnToService=2" "JobRequeue=1" "KillWait=10" \
-  "StateSaveLocation=/var/spool/slurmctld" "SlurmdSpoolDir=/var/spool/slurmd" \
-  "SlurmctldPidFile=/run/slurmctld.pid" "SlurmdPidFile=/run/slurmd.pid" \
-  "SlurmctldLogFile=/var/log/slurm/slurmctld.log" "SlurmdLogFile=/var/log/slurm/slurmd.log" \
-  "NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN" \
-  "PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP")
-if [ "$(cat /etc/slurm/slurm.conf 2>/dev/null)" != "$conf" ]; then
-  echo "$conf" > /etc/slurm/slurm.conf
-  pkill -x slurmd || true
-  pkill -x slurmctld || true
-  sleep 1
-fi
 pgrep -x slurmctld >/dev/null || slurmctld || fail "slurmctld did not start (see /var/log/slurm/slurmctld.log)"
 pgrep -x slurmd >/dev/null || slurmd || fail "slurmd did not start (see /var/log/slurm/slurmd.log)"
 
