@@ -56,6 +56,7 @@ class Outcome:
     n: int  # seeds (or resamples' seeds)
     verdict: Verdict
     detail: str  # the numbers behind it
+    source: str = ""  # the study that made the claim
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"verdict": self.verdict.value}
@@ -166,20 +167,21 @@ def straight_to_zero(runs: list[Run]) -> list[Outcome]:
     lengths = sorted({int(k[1]) for k in cs})
     params = next(r.summary.parameters for r in runs if r.summary.parameters)
     tokens = {length: length * _tokens_per_step(runs) / params for length in lengths}
-    gaps: dict[int, dict[int, float]] = {}
+    gaps: dict[int, dict[int, float]] = {}  # length -> seed -> cosine - linear
+    diffs: dict[int, stats.Difference] = {}
     notes = []
     for length in lengths:
         chosen = {s: tuned(cs, (s, str(length)), val) for s in ("linear_warmup", "cosine_warmup")}
         lin, cos = (per_seed(chosen[s].runs, lambda r: final(r, test)) for s in ("linear_warmup", "cosine_warmup"))
         gaps[length] = {s: cos[s] - lin[s] for s in lin.keys() & cos.keys()}
-        d = stats.paired(cos, lin)
+        diffs[length] = d = stats.paired(cos, lin)
         notes.append(
             f"{tokens[length]:.0f} tokens/param ({length} steps): cosine-to-10% - linear-to-0 = {interval(d)} "
             f"(best LRs {chosen['cosine_warmup']} and {chosen['linear_warmup']}, mean test loss "
             f"{fmt(statistics.fmean(lin.values()))} linear)"
         )
     short, long = lengths[0], lengths[-1]
-    at_long = stats.paired({s: v for s, v in gaps[long].items()}, {s: 0.0 for s in gaps[long]})
+    at_long = diffs[long]
     growth = stats.paired(gaps[long], gaps[short])
     claim = "linear decay to 0 beats cosine to 10%, each at its best LR"
     return [
@@ -315,8 +317,10 @@ def schedule_free(runs: list[Run]) -> list[Outcome]:
         margin = MARGIN * statistics.fmean(reference.values())
         out.append(
             outcome(
-                f"4 @{length}", "schedule-free AdamW at a constant LR is competitive with tuned decaying schedules "
-                "at every stopping point", f"schedule-free - best tuned schedule test loss at step {length} "
+                f"4 @{length}",
+                "schedule-free AdamW at a constant LR is competitive with tuned decaying schedules at every stopping point"
+                if length == lengths[0] else "...",
+                f"schedule-free - best tuned schedule test loss at step {length} "
                 f"(< {fmt(margin, 2)} = {MARGIN:.0%})", d, parity(d.low, d.high, margin, one_sided=True),
                 f"{name} at LR {options[name]} ({fmt(statistics.fmean(reference.values()))}) vs one schedule-free run of "
                 f"{longest} steps at LR {sf} ({fmt(statistics.fmean(free.values()))}); schedule-free wins "
@@ -416,19 +420,19 @@ class Finding:
 
 
 FINDINGS = (
-    Finding(1, "straight_to_zero", "Bergsma et al. 2025, arXiv 2502.15938", straight_to_zero),
-    Finding(2, "wsd_cooldown", "Hagele et al. 2024, arXiv 2405.18392", wsd_cooldown),
-    Finding(3, "warmup_stability", "Kalra and Barkeshli 2024, arXiv 2406.09405", warmup_stability,
+    Finding(1, "straight_to_zero", "Bergsma et al. 2025, arXiv:2502.15938", straight_to_zero),
+    Finding(2, "wsd_cooldown", "Hägele et al. 2024, arXiv:2405.18392", wsd_cooldown),
+    Finding(3, "warmup_stability", "Kalra and Barkeshli 2024, arXiv:2406.09405", warmup_stability,
             ("seed=0,1,2", "optimizer.lr=0.02,0.08,0.32")),
-    Finding(4, "schedule_free", "Defazio et al. 2024, arXiv 2405.15682", schedule_free),
-    Finding(5, "exp_stall", "the seed article", exp_stall, ("seed=0,1,2",)),
-    Finding(6, "tuning_protocol", "Choi et al. 2019, arXiv 1910.05446", tuning_protocol),
+    Finding(4, "schedule_free", "Defazio et al. 2024, arXiv:2405.15682", schedule_free),
+    Finding(5, "exp_stall", "the article lrexp grew out of", exp_stall, ("seed=0,1,2",)),
+    Finding(6, "tuning_protocol", "Choi et al. 2019, arXiv:1910.05446", tuning_protocol),
 )  # fmt: skip
 
 
 def analyse(finding: Finding, sweep_dir: Path) -> list[Outcome]:
     """The finding's outcomes; the first also says what lrexp's own report on the sweep flagged."""
-    outcomes = finding.analysis(find_runs([sweep_dir]))
+    outcomes = [replace(o, source=finding.source) for o in finding.analysis(find_runs([sweep_dir]))]
     flags = report_flags(sweep_dir)
     return [replace(outcomes[0], detail=f"{outcomes[0].detail}; the sweep's report flags: {flags}"), *outcomes[1:]]
 
@@ -454,8 +458,11 @@ def markdown_table(outcomes: Sequence[Outcome]) -> str:
         "| # | claim | effect (predicted side) | measured [95% interval] | seeds | verdict |",
         "|---|---|---|---|---|---|",
     ]
-    for o in outcomes:
-        lines.append(f"| {o.finding} | {o.claim} | {o.effect} | {interval((o.mean, o.low, o.high))} | {o.n} | **{o.verdict.value}** |")
+    for i, o in enumerate(outcomes):
+        cite = f" ({o.source})" if o.source and (i == 0 or outcomes[i - 1].source != o.source) else ""  # once a finding
+        lines.append(
+            f"| {o.finding} | {o.claim}{cite} | {o.effect} | {interval((o.mean, o.low, o.high))} | {o.n} | **{o.verdict.value}** |"
+        )
     lines.append("")
     lines += [f"- **{o.finding}**: {o.detail}" for o in outcomes]
     return "\n".join(lines)

@@ -1,9 +1,9 @@
 """lrexp's replication suite: six published findings about LR schedules, each a sweep preset
 (conf/sweep/), run with the parallel launcher, then analysed with paired statistics (lrexp.replication).
 
-    python scripts/replicate.py                       # every finding: ~25 minutes on 2 CPU cores
+    python scripts/replicate.py                       # every finding: ~45 minutes on 2 CPU cores
     python scripts/replicate.py --finding 1,5         # chosen findings (numbers or preset names)
-    python scripts/replicate.py --reduced --finding 3,5   # the small versions CI runs (~1 minute)
+    python scripts/replicate.py --reduced --finding 3,5   # the small versions CI runs (~30 s)
     python scripts/replicate.py --no-run              # analyse what OUT already holds
 
 Each finding's sweep goes to OUT/<preset>/ (one run directory per job, the comparison report at the
@@ -15,6 +15,7 @@ and OUT/replication.json; each sweep's wall time is in OUT/<preset>/replicate_ti
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -40,6 +41,14 @@ def chosen(spec: str | None) -> list[Finding]:
     return [by_key[w] for w in dict.fromkeys(wanted)]
 
 
+def missing_extras(findings: list[Finding], launcher: str) -> list[str]:
+    """The lrexp extras the chosen sweeps need that are not installed (checked before any sweep runs)."""
+    needed = {"joblib": "hydra_plugins.hydra_joblib_launcher"} if launcher == "parallel" else {}
+    if any(f.preset == "schedule_free" for f in findings):
+        needed["schedulefree"] = "schedulefree"
+    return [extra for extra, module in needed.items() if importlib.util.find_spec(module) is None]
+
+
 def run_sweep(finding: Finding, out: Path, reduced: bool, launcher: str) -> float:
     """The finding's preset as one `python -m lrexp -m` sweep into OUT/<preset>; returns its wall time."""
     sweep_dir = out / finding.preset
@@ -52,6 +61,7 @@ def run_sweep(finding: Finding, out: Path, reduced: bool, launcher: str) -> floa
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=os.environ | {"PYTHONUNBUFFERED": "1"}, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    sweep_dir.mkdir(parents=True, exist_ok=True)  # a sweep refused before it started made none
     (sweep_dir / "replicate.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
@@ -74,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     findings = chosen(args.finding)
     out = args.out.resolve()
     if not args.no_run:
+        if missing := missing_extras(findings, args.launcher):
+            raise SystemExit(
+                f"replicate.py: error: these sweeps need lrexp's extras {', '.join(missing)}: "
+                f"pip install -e '.[{','.join(missing)}]'" + (" (or --launcher basic)" if "joblib" in missing else "")
+            )
         for f in findings:
             run_sweep(f, out, args.reduced, args.launcher)
     outcomes = [o for f in findings for o in analyse(f, out / f.preset)]
