@@ -30,26 +30,20 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lrexp.checkpoint import RngState
-from lrexp.device import autocast, configure_backends, resolve_precision, select_device
+from lrexp.device import autocast
 from lrexp.errors import describe
-from lrexp.loggers import Logger
-from lrexp.preemption import StopRequest
-from lrexp.record import Status, Summary
-from lrexp.train import Run, evaluation_point, process_start_time
+from lrexp.record import Row
+from lrexp.tasks import split_batch, stack_batches
+from lrexp.train import Run, RunSpec, evaluation_point, open_device
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +59,6 @@ def batch_key(cfg: DictConfig) -> str | None:
         return None
     shared = {"task": OmegaConf.to_container(cfg.task, resolve=True), "run": {k: cfg.run[k] for k in SHARED_RUN_KEYS}}
     return OmegaConf.to_yaml(OmegaConf.create(shared), sort_keys=True)
-
-
-@dataclass
-class Job:
-    """One run of a batch, as the entry point (lrexp.app) hands it over."""
-
-    cfg: DictConfig
-    run_dir: Path
-    choices: Mapping[str, str | None] = field(default_factory=dict)
-    loggers: Sequence[Logger] = ()
-    hydra_dir: Path | None = None
-    log: logging.Logger = log  # the run's own log (its lrexp.log)
 
 
 class CannotBatch(Exception):
@@ -142,7 +124,8 @@ class Stacked:
 
 
 class Batch:
-    """Runs of one task, built as alone, their models stacked, stepped together."""
+    """Runs of one task, built as alone, their models stacked: the engine lrexp.train.train_runs steps
+    them with, in place of lrexp.train.Alone."""
 
     def __init__(self, runs: Sequence[Run]) -> None:
         from torch.func import vmap
@@ -150,12 +133,13 @@ class Batch:
         self.runs = list(runs)
         task = self.task = self.runs[0].task  # the validation and test splits are the task's, not the seed's
         self.device, self.precision = self.runs[0].device, self.runs[0].precision
+        self.accum = int(getattr(task, "grad_accum", 1))
         self.stacked = stacked = Stacked([run.task.model for run in self.runs])
         for run in self.runs:  # their optimizers and schedules now step the views
             run.rebind()
             run.summary.batch = len(self.runs)
 
-        def loss(params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        def loss(params: dict, buffers: dict, x: Any, y: Any) -> torch.Tensor:
             return task.loss(stacked.function(params, buffers), x, y)
 
         def evaluation(split: str) -> Callable[..., dict[str, torch.Tensor]]:
@@ -175,19 +159,33 @@ class Batch:
             self.loss_sums[i] = run.state.loss_sum
             run.state.loss_sum = self.loss_sums[i]
 
+    def train_mode(self) -> None:
+        self.stacked.base.train()
+
     def loss_and_grads(self, step: int) -> torch.Tensor:
-        """Every run's loss on its own batch of ``step`` (K,), and every run's gradients set."""
+        """Every run's loss on its own batch of ``step`` (K,), and every run's gradients set. With the
+        task's ``grad_accum`` > 1, micro-batch by micro-batch, gradients summed as alone."""
         xs, ys = zip(*(run.task.train_batch(step) for run in self.runs))
-        with autocast(self.device, self.precision):
-            losses = self._loss(self.stacked.params, self.stacked.buffers, torch.stack(xs), torch.stack(ys))
+        x, y = stack_batches(xs), stack_batches(ys)
+        parts = zip(split_batch_dim1(x, self.accum), split_batch_dim1(y, self.accum)) if self.accum > 1 else [(x, y)]
+        total: torch.Tensor | None = None
+        grads: list[torch.Tensor] | None = None
+        for xp, yp in parts:
+            with autocast(self.device, self.precision):
+                losses = self._loss(self.stacked.params, self.stacked.buffers, xp, yp)
+            if self.accum > 1:
+                losses = losses / self.accum
+            step_grads = torch.autograd.grad(losses.sum(), self.order)
+            grads = list(step_grads) if grads is None else [g + h for g, h in zip(grads, step_grads)]
+            total = losses.detach() if total is None else total + losses.detach()
+        assert grads is not None and total is not None
         # Contiguous: vmap's backward may return a weight's gradient transposed in memory, and fused
         # optimizer kernels read a gradient as laid out like its parameter (a strided view would be
         # read in the wrong order, silently).
-        grads = [g.contiguous() for g in torch.autograd.grad(losses.sum(), self.order)]
-        self.stacked.set_grads(grads)
-        return losses.detach()
+        self.stacked.set_grads([g.contiguous() for g in grads])
+        return total
 
-    def evaluate(self, split: str) -> list[dict[str, float]]:
+    def evaluate(self, split: str) -> list[Row]:
         """Every metric of every run on ``split``: one vmapped evaluation, one host sync. A schedule-free
         optimizer's run is evaluated at its averaged point, as alone (lrexp.train.evaluation_point)."""
         self.stacked.base.eval()
@@ -217,29 +215,29 @@ class Batch:
             rng.load_state_dict(saved)
 
 
-def build_batch(jobs: Sequence[Job], threads: int = 0) -> tuple[Batch | None, list[Run | BaseException]]:
-    """Every job's Run, built as alone (a job whose run cannot be built gets its exception back; the
-    others go on), then their models stacked. The Batch is None when fewer than two runs were built:
-    train those alone. CannotBatch when the task cannot be batched."""
-    if threads > 0:
-        torch.set_num_threads(threads)
-    cfg = jobs[0].cfg
-    device = select_device(cfg.run.device)
-    precision = resolve_precision(cfg.run.precision, device)
-    configure_backends(device)
+def split_batch_dim1(batch: Any, n: int) -> list[Any]:
+    """A stacked batch (runs first) cut into ``n`` micro-batches along each run's own batch dimension."""
+    moved = _tree_map(lambda t: t.movedim(1, 0), batch)
+    return [_tree_map(lambda t: t.movedim(0, 1), part) for part in split_batch(moved, n)]
+
+
+def _tree_map(fn: Callable[[torch.Tensor], torch.Tensor], batch: Any) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return fn(batch)
+    if isinstance(batch, dict):
+        return {k: _tree_map(fn, v) for k, v in batch.items()}
+    return type(batch)(_tree_map(fn, v) for v in batch)
+
+
+def build_batch(specs: Sequence[RunSpec], threads: int = 0) -> tuple[Batch | None, list[Run | BaseException]]:
+    """Every spec's Run, built as alone (a run that cannot be built gets its exception back; the others
+    go on), then their models stacked. The Batch is None when fewer than two runs were built: train those
+    alone. CannotBatch when the task cannot be batched."""
+    device, precision = open_device(specs[0].cfg, threads)
     built: list[Run | BaseException] = []
-    for job in jobs:
+    for spec in specs:
         try:
-            run = Run(
-                job.cfg,
-                job.run_dir,
-                choices=job.choices,
-                loggers=job.loggers,
-                hydra_dir=job.hydra_dir,
-                device=device,
-                precision=precision,
-                log=job.log,
-            )
+            run = Run(spec, device, precision)
             run.build_task()
             run.build_rest()
             built.append(run)
@@ -251,72 +249,3 @@ def build_batch(jobs: Sequence[Job], threads: int = 0) -> tuple[Batch | None, li
     batch = Batch(runs)
     batch.probe()
     return batch, built
-
-
-def train_together(batch: Batch, *, progress: bool = True) -> list[Summary]:
-    """Train every run of ``batch`` to its end, as lrexp.train.train trains one, and return their
-    summaries. A stop signal checkpoints every run and records it as interrupted, then exits as alone."""
-    runs = batch.runs
-    every = runs[0].every  # the same for all (batch_key)
-    for run in runs:
-        run.start()
-    stop = StopRequest()
-    step = min(run.state.step for run in runs)
-    bar = tqdm(total=every.steps, initial=step, disable=None if progress else True, unit="step", dynamic_ncols=True)
-    started = time.perf_counter()  # training time, as alone: set-up is not counted
-    for run in runs:
-        run.state.started = started
-    with stop, bar, logging_redirect_tqdm(), contextlib.ExitStack() as files:
-        for run in runs:
-            files.enter_context(contextlib.closing(run.metrics))
-        while not all(run.done for run in runs):
-            # The runs that take this step: one resumed from a later checkpoint waits for it.
-            active = [i for i, run in enumerate(runs) if not run.done and run.state.step == step]
-            log_row, evaluate, test = every.plan(step)
-            settings = {i: runs[i].settings() for i in active} if log_row else {}
-
-            losses = batch.loss_and_grads(step)
-            for i in active:
-                runs[i].optimizer.step()
-                runs[i].schedule.after_step()
-            taking = torch.zeros(len(runs), dtype=torch.bool, device=batch.device)
-            taking[active] = True
-            batch.loss_sums += torch.where(taking, losses, 0.0)
-            for i in active:
-                state = runs[i].state
-                state.n_summed += 1
-                if state.time_to_first_step_s is None:
-                    state.time_to_first_step_s = time.time() - process_start_time()
-
-            if log_row and active:
-                evaluations: list[dict[str, float]] = [{} for _ in runs]
-                for split, due in (("val", evaluate), ("test", test)):
-                    if due:
-                        for row, values in zip(evaluations, batch.evaluate(split)):
-                            row.update(values)
-                counts = torch.tensor([runs[i].state.n_summed for i in active], dtype=batch.loss_sums.dtype, device=batch.device)
-                means = (batch.loss_sums[active] / counts).tolist()  # one host sync for every run's row
-                batch.loss_sums[active] = 0.0
-                for mean, i in zip(means, active):
-                    runs[i].state.n_summed = 0
-                    runs[i].record_row(step, settings[i], mean, evaluations[i])
-                bar.update(step + 1 - bar.n)
-                bar.set_postfix(training=sum(not run.done for run in runs), refresh=False)
-            for i in active:
-                runs[i].after_step()
-                if runs[i].stopped:  # diverged: its record now; the others go on
-                    runs[i].finish()
-            step += 1
-            if stop.signum is not None and not all(run.done for run in runs):
-                for run in runs:
-                    if not run.done:
-                        run.interrupt(stop.name)
-                break
-
-    ended = time.perf_counter()
-    for run in runs:
-        run.state.ended = run.state.ended or ended
-    summaries = [run.summary if run.stopped else run.finish() for run in runs]
-    if any(s.status is Status.INTERRUPTED for s in summaries):
-        stop.exit()
-    return summaries

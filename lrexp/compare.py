@@ -1,28 +1,31 @@
 """Comparing runs: find run directories, group them by what varies, choose, rank and compare.
 
 Reads only run directories (lrexp.record's contract and Hydra's ``.hydra/overrides.yaml``); never the
-runner. Shared by the local report (lrexp.report) and the W&B report (lrexp.wandb_report).
+runner. Shared by the local report (lrexp.report), the W&B report (lrexp.wandb_report) and the studies.
 
 Vocabulary:
-- *varying keys*: the overrides whose values differ across the runs (from each run's overrides.yaml);
+- *varying keys*: the overrides whose values differ across the runs (from each run's overrides.yaml,
+  or from the ``settings`` a run recorded elsewhere wrote into its summary.json);
 - *group*: runs sharing a value of the grouping key (``scheduler`` by default);
 - *cell*: runs sharing every varying key except the seed (one schedule at one peak LR, say);
 - a group's *chosen cell*: its best cell by the mean final **validation** loss among cells whose runs all
   completed (any cell if none did). With an LR grid, that is the schedule at its tuned LR.
 
-The protocol: validation chooses (each group's cell), the held-out **test** split reports (the table,
-the ranking and the verdict), so the numbers a report states are not the numbers it tuned on. Each group
-is compared with the best one seed by seed (lrexp.stats), with Holm's correction over the comparisons.
-Which metrics exist, which way is better and how to label them is what each run's summary.json
-declares: nothing here knows a task by name.
+The protocol (``PROTOCOL`` below, printed in every report and quoted by the README) is carried out here:
+validation chooses and ranks, the held-out test split reports, a fixed family of comparisons is
+corrected for multiplicity, and a gap must clear a margin fixed before the sweep to count. Which metrics
+exist, which way is better and how to label them is what each run's summary.json declares: nothing here
+knows a task by name. ``compare`` returns a finished comparison; lrexp.diagnostics reads it afterwards.
 """
 
 from __future__ import annotations
 
+import enum
+import itertools
 import math
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +33,20 @@ from typing import Any
 import yaml
 
 from lrexp import stats
-from lrexp.diagnostics import Flag, GroupDiagnosis, diagnose
+from lrexp.protocol import Settings, recorded_settings
 from lrexp.record import METRICS_FILE, SUMMARY_FILE, Goal, Metric, Row, Status, Summary, is_neutral, read_metrics, read_summary
 
 SEED_KEY = "seed"
 LR_KEY = "optimizer.lr"
 LOSS = Metric("loss", Goal.MIN, "loss", "log")  # what runs that declare no metrics (failed early) are ranked by
 
+# --- runs read back from their directories --------------------------------------------------------
+
 
 @dataclass
-class Run:
+class RunRecord:
+    """A finished (or failed, or interrupted) run as its directory records it."""
+
     dir: Path
     summary: Summary
     rows: list[Row]
@@ -65,14 +72,83 @@ class Run:
         return ""
 
 
+def find_runs(paths: Iterable[Path]) -> list[RunRecord]:
+    """Every run directory (one holding summary.json) at or under the given paths, in natural order."""
+    dirs: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such directory")
+        dirs += [p] if (p / SUMMARY_FILE).is_file() else sorted({s.parent for s in p.rglob(SUMMARY_FILE)}, key=_natural)
+    runs = []
+    for d in dict.fromkeys(dirs):  # de-duplicated, order kept
+        rows = read_metrics(d) if (d / METRICS_FILE).is_file() else []
+        summary = read_summary(d)
+        runs.append(RunRecord(d, summary, rows, read_overrides(d) or dict(summary.settings)))
+    return runs
+
+
+def read_overrides(run_dir: Path) -> dict[str, str]:
+    """The command-line overrides of a run as ``key -> value`` (from Hydra's .hydra/overrides.yaml)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    out = {}
+    for item in yaml.safe_load(path.read_text()) or []:
+        key, _, value = str(item).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def varying_keys(runs: Sequence[RunRecord]) -> list[str]:
+    keys = sorted({k for r in runs for k in r.overrides} | {"scheduler"})
+    return [k for k in keys if not is_neutral(k) and len({r.value(k) for r in runs}) > 1]
+
+
+def default_group_key(varying: Sequence[str]) -> str:
+    if "scheduler" in varying:
+        return "scheduler"
+    return next((k for k in varying if k != SEED_KEY), "scheduler")
+
+
+def declared_metrics(runs: Sequence[RunRecord]) -> list[Metric]:
+    """The metrics the runs' task declares (summary.json's ``metrics``), in its order: the loss first."""
+    declared = next((r.summary.metrics for r in runs if r.summary.metrics), None)
+    return list(declared) if declared else [LOSS]
+
+
+def signed(metric: Metric, value: float) -> float:
+    """``value`` oriented so that lower is better, whatever the metric's goal."""
+    return value if metric.goal is Goal.MIN else -value
+
+
+# --- cells ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A column's final values over a cell's completed runs: mean, sample std (None for one run: one run
+    has no spread, and a 0 would claim it has) and the mean's 95% t interval (nan below two runs)."""
+
+    n: int
+    mean: float | None
+    std: float | None
+    low: float = math.nan
+    high: float = math.nan
+
+
 @dataclass
 class Cell:
     group: str
     keys: dict[str, str]  # varying keys other than the group key and the seed
-    runs: list[Run] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
 
-    def completed(self) -> list[Run]:
+    def completed(self) -> list[RunRecord]:
         return [r for r in self.runs if r.status is Status.COMPLETED]
+
+    @property
+    def complete(self) -> bool:
+        """Every run of the cell trained to its end."""
+        return len(self.completed()) == len(self.runs)
 
     def count(self, status: Status) -> int:
         return sum(r.status is status for r in self.runs)
@@ -90,13 +166,12 @@ class Cell:
                 out[r.seed if r.seed is not None else -1 - i] = float(v)
         return out
 
-    def stat(self, column: str) -> tuple[float | None, float | None]:
-        """Mean and sample std of a column's final value over the completed runs; the std is None for one
-        run (one run has no spread, and a 0 would claim it has)."""
+    def stat(self, column: str) -> Stat:
         values = list(self.values(column).values())
         if not values:
-            return None, None
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+            return Stat(0, None, None)
+        mean, low, high = stats.mean_interval(values)
+        return Stat(len(values), mean, statistics.stdev(values) if len(values) > 1 else None, low, high)
 
     def label(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.keys.items())
@@ -110,23 +185,71 @@ class Cell:
             return None
 
 
+def cell_order(loss: Metric, split: str) -> Any:
+    """Cells whose runs all completed first, then by the mean final loss on ``split``."""
+
+    def key(cell: Cell) -> tuple:
+        mean = cell.stat(loss.column(split)).mean
+        return (not cell.complete, mean is None, signed(loss, mean) if mean is not None else math.inf)
+
+    return key
+
+
+# --- what a comparison concludes -------------------------------------------------------------------
+
+
+class Claim(str, enum.Enum):
+    """What the comparison of a group with the reference supports (PROTOCOL)."""
+
+    REFERENCE = "reference"  # the best on validation: what the others are compared with
+    WORSE = "worse"  # Holm p < 0.05 and the whole interval beyond the margin
+    WORSE_BY_LITTLE = "worse, possibly by less than the margin"  # Holm p < 0.05, interval reaching into the margin
+    NEGLIGIBLE = "negligible"  # the whole interval within the margin
+    BETTER = "better on test"  # Holm p < 0.05 the other way: validation and test disagree
+    UNRESOLVED = "cannot tell"  # the interval holds zero and reaches beyond the margin
+    NONE = "no comparison"  # unranked, or no seed spread to compare with
+
+
+@dataclass(frozen=True)
+class StepsToTarget:
+    """AlgoPerf's rule: the first step whose validation loss reaches the target; a run that never does
+    counts as never (infinite), so a group's median is never when half its runs never got there."""
+
+    steps: dict[int, float]  # seed -> step (math.inf: never)
+    reached: int
+    median: float  # math.inf: never
+
+
 @dataclass
 class Result:
-    """One group at its chosen cell: what the table, the ranking figure and the verdict say about it."""
+    """One group at its chosen cell: a row of the ranked table (summary.csv), typed."""
 
     group: str
     cell: Cell
-    rank: int | None  # None: no completed run to rank
+    rank: int | None  # by mean final validation loss (what chose the cell); None: not ranked
     values: dict[int, float]  # seed -> the reported loss (final, on the reported split)
-    mean: float | None
-    std: float | None
-    low: float  # 95% interval of the mean (nan below two seeds)
-    high: float
-    chosen_by: float | None  # the chosen cell's mean final validation loss: what chose it
-    diff: stats.Difference | None = None  # vs the best group (None for the best itself)
-    p_holm: float = math.nan
+    loss: Stat  # of the reported loss: mean, std, 95% interval
+    metrics: dict[str, Stat]  # every declared metric on the reported split, by name
+    chosen_by: float | None  # the chosen cell's mean final validation loss: what chose and ranked it
+    diff: stats.Difference | None = None  # other - reference, oriented (+ = worse); None for the reference
+    p_holm: float = math.nan  # over the whole family of pairs
     seeds_needed: int | None = None
-    diagnosis: GroupDiagnosis = field(default_factory=GroupDiagnosis)
+    claim: Claim = Claim.NONE
+    steps_to_target: StepsToTarget | None = None
+
+    @property
+    def mean(self) -> float | None:
+        return self.loss.mean
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One comparison of the family: ``worse`` - ``better`` (by validation rank), oriented, Holm-corrected."""
+
+    a: str  # ranked lower on validation
+    b: str  # ranked higher (the difference is a - b)
+    diff: stats.Difference
+    p_holm: float
 
 
 @dataclass
@@ -139,14 +262,16 @@ class Robustness:
 
 @dataclass
 class Comparison:
-    runs: list[Run]
+    runs: list[RunRecord]
     group_key: str
     varying: list[str]
     cells: list[Cell]
     metrics: list[Metric]  # what the runs' task declares; the first is its loss
     split: str  # the split the report compares: "test", or "val" where no run recorded a test split
-    results: list[Result]  # in rank order, unranked last
-    flags: list[Flag] = field(default_factory=list)
+    results: list[Result]  # in rank order (validation), unranked last
+    settings: Settings
+    pairs: list[Pair] = field(default_factory=list)  # the family: every pair of ranked groups
+    target: float | None = None  # the validation loss steps-to-target counts to
     robustness: Robustness | None = None
 
     @property
@@ -167,50 +292,33 @@ class Comparison:
         return [r for r in self.results if r.rank is not None]
 
     @property
+    def reference(self) -> Result | None:
+        return self.ranked[0] if self.ranked else None
+
+    @property
+    def margin_abs(self) -> float:
+        """The margin in the loss's own units: report.margin x the reference's mean reported loss."""
+        ref = self.reference
+        return self.settings.margin * abs(ref.mean) if ref is not None and ref.mean is not None else math.nan
+
+    @property
     def paired(self) -> bool:
         return all(r.diff.paired for r in self.ranked[1:] if r.diff)
 
-
-def find_runs(paths: Iterable[Path]) -> list[Run]:
-    """Every run directory (one holding summary.json) at or under the given paths, in natural order."""
-    dirs: list[Path] = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: no such directory")
-        dirs += [p] if (p / SUMMARY_FILE).is_file() else sorted({s.parent for s in p.rglob(SUMMARY_FILE)}, key=_natural)
-    runs = []
-    for d in dict.fromkeys(dirs):  # de-duplicated, order kept
-        rows = read_metrics(d) if (d / METRICS_FILE).is_file() else []
-        runs.append(Run(d, read_summary(d), rows, read_overrides(d)))
-    return runs
+    @property
+    def winner(self) -> Result | None:
+        """The reference, when every other ranked group is worse by more than the margin; else None."""
+        others = self.ranked[1:]
+        return self.ranked[0] if others and all(r.claim is Claim.WORSE for r in others) else None
 
 
-def read_overrides(run_dir: Path) -> dict[str, str]:
-    """The command-line overrides of a run as ``key -> value`` (from Hydra's .hydra/overrides.yaml)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return {}
-    out = {}
-    for item in yaml.safe_load(path.read_text()) or []:
-        key, _, value = str(item).partition("=")
-        out[key.lstrip("+~")] = value
-    return out
+# --- the comparison --------------------------------------------------------------------------------
 
 
-def varying_keys(runs: Sequence[Run]) -> list[str]:
-    keys = sorted({k for r in runs for k in r.overrides} | {"scheduler"})
-    return [k for k in keys if not is_neutral(k) and len({r.value(k) for r in runs}) > 1]
-
-
-def default_group_key(varying: Sequence[str]) -> str:
-    if "scheduler" in varying:
-        return "scheduler"
-    return next((k for k in varying if k != SEED_KEY), "scheduler")
-
-
-def compare(runs: Sequence[Run], group_key: str | None = None) -> Comparison:
+def compare(runs: Sequence[RunRecord], group_key: str | None = None, settings: Settings | None = None) -> Comparison:
     if not runs:
         raise ValueError("no runs found (no summary.json under the given directories)")
+    settings = settings or recorded_settings(r.dir for r in runs)
     varying = varying_keys(runs)
     group_key = group_key or default_group_key(varying)
     metrics = declared_metrics(runs)
@@ -222,134 +330,205 @@ def compare(runs: Sequence[Run], group_key: str | None = None) -> Comparison:
         cell = cells.setdefault((run.value(group_key), *keys.values()), Cell(run.value(group_key), keys))
         cell.runs.append(run)
 
-    # Validation chooses each group's cell.
-    chosen: dict[str, Cell] = {}
+    # Validation chooses each group's cell, and ranks the groups.
     by_val = cell_order(loss, "val")
+    chosen: dict[str, Cell] = {}
     for cell in cells.values():
         if cell.group not in chosen or by_val(cell) < by_val(chosen[cell.group]):
             chosen[cell.group] = cell
     # The held-out split reports, where every chosen run recorded it.
     completed = [r for cell in chosen.values() for r in cell.completed()]
     split = "test" if completed and all(_finite(r.summary.final.get(loss.column("test"))) for r in completed) else "val"
-    order = cell_order(loss, split)
-    results = [_result(cell, loss, split) for cell in sorted(chosen.values(), key=order)]
+    results = [_result(cell, metrics, split) for cell in sorted(chosen.values(), key=by_val)]
     rank = 0
     for r in results:
-        if r.mean is not None and len(r.cell.completed()) == len(r.cell.runs):
+        if r.loss.mean is not None and r.chosen_by is not None and r.cell.complete:
             rank += 1
             r.rank = rank
     results.sort(key=lambda r: (r.rank is None, r.rank or 0))
-    _differences(results, loss)
 
-    c = Comparison(list(runs), group_key, varying, list(cells.values()), metrics, split, results)
-    diagnosis, c.flags = diagnose(c)
-    for r in results:
-        r.diagnosis = diagnosis.get(r.group, GroupDiagnosis())
+    c = Comparison(list(runs), group_key, varying, list(cells.values()), metrics, split, results, settings)
+    c.pairs = _family(c)
+    _claims(c)
+    c.target = _target(c)
+    for r in c.results:
+        r.steps_to_target = steps_to_target(r.cell, loss, c.target) if c.target is not None else None
     c.robustness = robustness(c)
     return c
 
 
-def declared_metrics(runs: Sequence[Run]) -> list[Metric]:
-    """The metrics the runs' task declares (summary.json's ``metrics``), in its order: the loss first."""
-    declared = next((r.summary.metrics for r in runs if r.summary.metrics), None)
-    return list(declared) if declared else [LOSS]
+def _result(cell: Cell, metrics: Sequence[Metric], split: str) -> Result:
+    loss = metrics[0]
+    column = loss.column(split)
+    return Result(
+        cell.group,
+        cell,
+        None,
+        cell.values(column),
+        cell.stat(column),
+        {m.name: cell.stat(m.column(split)) for m in metrics},
+        chosen_by=cell.stat(loss.column("val")).mean,
+    )
 
 
-def signed(metric: Metric, value: float) -> float:
-    """``value`` oriented so that lower is better, whatever the metric's goal."""
-    return value if metric.goal is Goal.MIN else -value
+def _family(c: Comparison) -> list[Pair]:
+    """Every pair of ranked groups, the lower-ranked minus the higher-ranked seed by seed, Holm-corrected
+    over the whole family: fixed before any number is seen, so no selection can inflate it."""
+    ranked = c.ranked
+    raw = [
+        (
+            b.group,
+            a.group,
+            stats.difference({s: signed(c.loss, v) for s, v in b.values.items()}, {s: signed(c.loss, v) for s, v in a.values.items()}),
+        )
+        for a, b in itertools.combinations(ranked, 2)
+    ]
+    adjusted = stats.holm([d.p for _, _, d in raw])
+    return [Pair(worse, better, d, p) for (worse, better, d), p in zip(raw, adjusted)]
 
 
-def cell_order(loss: Metric, split: str) -> Any:
-    """Cells whose runs all completed first, then by the mean final loss on ``split``."""
-
-    def key(cell: Cell) -> tuple:
-        mean, _ = cell.stat(loss.column(split))
-        return (len(cell.completed()) < len(cell.runs), mean is None, signed(loss, mean) if mean is not None else math.inf)
-
-    return key
-
-
-def _result(cell: Cell, loss: Metric, split: str) -> Result:
-    values = cell.values(loss.column(split))
-    mean, low, high = stats.mean_interval(list(values.values())) if values else (None, math.nan, math.nan)
-    _, std = cell.stat(loss.column(split))
-    return Result(cell.group, cell, None, values, mean, std, low, high, chosen_by=cell.stat(loss.column("val"))[0])
-
-
-def _differences(results: list[Result], loss: Metric) -> None:
-    """Each ranked group against the best, seed by seed; Holm over the comparisons; seeds to resolve."""
-    ranked = [r for r in results if r.rank is not None]
-    if len(ranked) < 2:
+def _claims(c: Comparison) -> None:
+    """Each ranked group against the reference: its difference, Holm p over the family, what it supports."""
+    ranked = c.ranked
+    if not ranked:
         return
-    best = {s: signed(loss, v) for s, v in ranked[0].values.items()}
+    ranked[0].claim = Claim.REFERENCE
+    margin, alpha = c.margin_abs, stats.ALPHA
+    by_pair = {(p.a, p.b): p for p in c.pairs}
     for r in ranked[1:]:
-        r.diff = stats.difference({s: signed(loss, v) for s, v in r.values.items()}, best)
-    others = ranked[1:]
-    for r, p in zip(others, stats.holm([r.diff.p for r in others if r.diff])):
-        r.p_holm = p
-        r.seeds_needed = stats.seeds_needed(r.diff, comparisons=len(others)) if r.diff else None
+        pair = by_pair[(r.group, ranked[0].group)]
+        d = r.diff = pair.diff
+        r.p_holm = pair.p_holm
+        if not (math.isfinite(d.low) and math.isfinite(d.high)):
+            r.claim = Claim.NONE
+        elif -margin < d.low and d.high < margin:
+            r.claim = Claim.NEGLIGIBLE
+        elif pair.p_holm < alpha and d.mean > 0:
+            r.claim = Claim.WORSE if d.low > margin else Claim.WORSE_BY_LITTLE
+        elif pair.p_holm < alpha and d.mean < 0:
+            r.claim = Claim.BETTER
+        else:
+            r.claim = Claim.UNRESOLVED
+        if r.claim in (Claim.UNRESOLVED, Claim.WORSE_BY_LITTLE, Claim.BETTER):
+            # The seeds that would resolve a gap of the observed size, or of the margin where that is larger
+            # (a smaller one would not matter), at Holm's strictest threshold over the family.
+            gap = max(abs(d.mean), margin) if math.isfinite(margin) else abs(d.mean)
+            r.seeds_needed = stats.seeds_needed(d, comparisons=len(c.pairs), gap=gap)
+
+
+def _target(c: Comparison) -> float | None:
+    """The validation loss steps-to-target counts to: report.target, else the reference's median final
+    validation loss made report.target_relax worse."""
+    if c.settings.target is not None:
+        return c.settings.target
+    ref = c.reference
+    if ref is None:
+        return None
+    finals = list(ref.cell.values(c.loss.column("val")).values())
+    if not finals:
+        return None
+    median = statistics.median(finals)
+    relax = c.settings.target_relax
+    worse = 1 + relax if c.loss.goal is Goal.MIN else 1 - relax
+    return median * worse if median >= 0 else median / worse
+
+
+def steps_to_target(cell: Cell, loss: Metric, target: float) -> StepsToTarget:
+    column = loss.column("val")
+    steps: dict[int, float] = {}
+    for i, r in enumerate(cell.runs):
+        if not r.status.has_result:
+            continue
+        reached = next((row["step"] for row in r.rows if row.get(column) is not None and not loss.better(target, row[column])), None)
+        steps[r.seed if r.seed is not None else -1 - i] = math.inf if reached is None else float(reached)
+    values = list(steps.values())
+    return StepsToTarget(steps, sum(math.isfinite(v) for v in values), statistics.median(values) if values else math.nan)
 
 
 def robustness(c: Comparison) -> Robustness | None:
     """When the sweep varies the peak LR: the ranking at each single LR, and Kendall's tau between it and
-    the tuned ranking (every group at its own best LR), over the groups both rank."""
+    the tuned ranking (every group at its own best LR), over the groups both rank. Both rank by
+    validation, as the comparison does."""
     if LR_KEY not in c.varying or c.group_key == LR_KEY:
         return None
     tuned = [r.group for r in c.ranked]
-    column = c.loss.column(c.split)
+    by_val = cell_order(c.loss, "val")
     per_lr = []
     for lr in sorted({cell.keys[LR_KEY] for cell in c.cells if cell.lr is not None}, key=float):
-        at_lr = [cell for cell in c.cells if cell.keys.get(LR_KEY) == lr and cell.completed() and len(cell.completed()) == len(cell.runs)]
+        at_lr = [cell for cell in c.cells if cell.keys.get(LR_KEY) == lr and cell.completed() and cell.complete]
         # With other varying keys, a group may have several cells at this LR: its best one (by validation).
         best: dict[str, Cell] = {}
-        for cell in sorted(at_lr, key=cell_order(c.loss, "val")):
+        for cell in sorted(at_lr, key=by_val):
             best.setdefault(cell.group, cell)
-        ranking = sorted(best, key=lambda g: signed(c.loss, best[g].stat(column)[0] or math.inf))
+        ranking = sorted(best, key=lambda g: by_val(best[g]))
         per_lr.append((lr, ranking, stats.kendall_tau(ranking, tuned)))
     return Robustness(tuned, per_lr)
 
 
-def table(c: Comparison) -> list[dict[str, Any]]:
-    """One row per group, in rank order: summary.csv (and every table a report shows)."""
-    loss, split = c.loss, c.split
-    rows = []
-    for r in c.results:
-        cell, d = r.cell, r.diff
-        row: dict[str, Any] = {
-            "rank": r.rank,
-            c.group_key: r.group,
-            "settings": cell.label(),
-            "runs": len(cell.runs),
-            "completed": cell.count(Status.COMPLETED),
-            "diverged": cell.count(Status.DIVERGED),
-            "failed": cell.without_result(),
-            "split": split,
-        }
-        for metric in c.metrics:
-            column = metric.column(split)
-            row[f"final_{column}_mean"], row[f"final_{column}_std"] = cell.stat(column)
-            if metric is loss:
-                row[f"final_{column}_ci_low"], row[f"final_{column}_ci_high"] = _num(r.low), _num(r.high)
-        row[f"final_{loss.column('val')}_mean"] = r.chosen_by  # what chose the cell
-        row.update(
-            diff_mean=_num(d.mean) if d else None,
-            diff_ci_low=_num(d.low) if d else None,
-            diff_ci_high=_num(d.high) if d else None,
-            pairs=d.n if d else None,
-            paired=d.paired if d else None,
-            wins=d.wins if d else None,
-            p=_num(d.p) if d else None,
-            p_holm=_num(r.p_holm),
-            seeds_needed=r.seeds_needed,
-            lr_stalled_fraction=max((x.summary.lr_stalled_fraction or 0.0) for x in cell.runs),
-            val_rise=_num(r.diagnosis.rise),
-            late_drop=_num(r.diagnosis.late_drop),
-            late_lr=_num(r.diagnosis.late_lr),
-            flags=";".join(r.diagnosis.flags),
-        )
-        rows.append(row)
-    return rows
+# --- the tables, as written ------------------------------------------------------------------------
+
+
+def metric_columns(stat_of: Mapping[str, Stat], metrics: Sequence[Metric], split: str, intervals: bool = False) -> dict[str, Any]:
+    """``final_<split>_<metric>_mean`` and ``_std`` (and the loss's ``_ci_low``, ``_ci_high``) columns."""
+    out: dict[str, Any] = {}
+    for i, metric in enumerate(metrics):
+        column, s = metric.column(split), stat_of[metric.name]
+        out[f"final_{column}_mean"], out[f"final_{column}_std"] = s.mean, s.std
+        if intervals and i == 0:
+            out[f"final_{column}_ci_low"], out[f"final_{column}_ci_high"] = _num(s.low), _num(s.high)
+    return out
+
+
+def result_row(c: Comparison, r: Result) -> dict[str, Any]:
+    """A ranked group as summary.csv records it (the diagnostics' columns are added by the report)."""
+    cell, d, st = r.cell, r.diff, r.steps_to_target
+    return {
+        "rank": r.rank,
+        c.group_key: r.group,
+        "settings": cell.label(),
+        "runs": len(cell.runs),
+        "completed": cell.count(Status.COMPLETED),
+        "diverged": cell.count(Status.DIVERGED),
+        "failed": cell.without_result(),
+        "split": c.split,
+        **metric_columns(r.metrics, c.metrics, c.split, intervals=True),
+        f"final_{c.loss.column('val')}_mean": r.chosen_by,  # what chose the cell and ranked the group
+        "claim": r.claim.value,
+        "diff_mean": _num(d.mean) if d else None,
+        "diff_ci_low": _num(d.low) if d else None,
+        "diff_ci_high": _num(d.high) if d else None,
+        "diff_relative": _num(d.mean / r_ref) if d and (r_ref := _reference_mean(c)) else None,
+        "margin": _num(c.margin_abs),
+        "pairs": d.n if d else None,
+        "paired": d.paired if d else None,
+        "wins": d.wins if d else None,
+        "p": _num(d.p) if d else None,
+        "p_holm": _num(r.p_holm),
+        "seeds_needed": r.seeds_needed,
+        "target": c.target,
+        "steps_to_target_median": st.median if st else None,
+        "reached_target": st.reached if st else None,
+        "lr_stalled_fraction": max((x.summary.lr_stalled_fraction or 0.0) for x in cell.runs),
+    }
+
+
+def cell_row(c: Comparison, cell: Cell) -> dict[str, Any]:
+    """A cell (a group at one setting) as cells.csv records it: validation, and the reported split."""
+    row: dict[str, Any] = {
+        c.group_key: cell.group,
+        **cell.keys,
+        "runs": len(cell.runs),
+        "completed": cell.count(Status.COMPLETED),
+        "diverged": cell.count(Status.DIVERGED),
+    }
+    for split in dict.fromkeys(("val", c.split)):
+        row.update(metric_columns({m.name: cell.stat(m.column(split)) for m in c.metrics}, c.metrics, split))
+    return row
+
+
+def _reference_mean(c: Comparison) -> float | None:
+    ref = c.reference
+    return abs(ref.mean) if ref is not None and ref.mean else None
 
 
 # --- curves: a group's runs aligned by step --------------------------------------------------------
@@ -364,7 +543,7 @@ class Band:
     n: list[int]
 
 
-def band(runs: Sequence[Run], metric: str, spread: str = "minmax", smoothing: float = 0.0) -> Band:
+def band(runs: Sequence[RunRecord], metric: str, spread: str = "minmax", smoothing: float = 0.0) -> Band:
     """Mean over runs at every step any run logged ``metric``, with a min-max or +-std band.
 
     Runs that stopped early (diverged) simply drop out of later steps; ``n`` says how many remain.

@@ -22,6 +22,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from lrexp.schedule_spec import WARMUP, ScheduleSpec
+
 
 class Device(enum.Enum):
     auto = "auto"  # CUDA, then MPS, then CPU
@@ -53,6 +55,15 @@ class RunConfig:
 
 
 @dataclass
+class ReportConfig:
+    """How a comparison report judges (lrexp.compare.Settings): recorded by every run, changes no number."""
+
+    margin: float = MISSING
+    target: float | None = MISSING
+    target_relax: float = MISSING
+
+
+@dataclass
 class Config:
     """The root of every composed lrexp config."""
 
@@ -60,6 +71,7 @@ class Config:
     optimizer: Any = MISSING
     scheduler: Any = MISSING
     logger: Any = field(default_factory=dict)
+    report: ReportConfig = field(default_factory=ReportConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = MISSING
 
@@ -158,8 +170,8 @@ def steps_fraction(fraction: Any, *, _root_: Any, _node_: Any) -> int:
     """
     steps = int(_root_.run.steps)
     key = _node_._get_full_key(None)
-    if key.startswith("scheduler.") and key != "scheduler.warmup":
-        steps -= int(_root_.scheduler.get("warmup") or 0)
+    if key.startswith("scheduler.") and key != f"scheduler.{WARMUP}":
+        steps -= ScheduleSpec.warmup_of(_root_.get("scheduler"))
     return math.floor(_fraction("steps", fraction) * steps + Fraction(1, 2))
 
 

@@ -1,7 +1,8 @@
 """Diagnostics: when a ranking of schedules means less than it seems, and the numbers that say so.
 
-Each check reads the run directories' rows (validation and training loss, LR) of the cells a comparison
-chose, and returns flags a report prints as notes and writes to summary.csv:
+Each check reads a finished comparison (lrexp.compare): the run directories' rows (validation and
+training loss, LR) of the cells it chose, and returns flags a report prints as notes and writes to
+summary.csv:
 
 - overfitting: validation loss ended clearly above its best while training loss kept falling. The
   ranking then measures where each schedule happened to stop overfitting, not what it did to
@@ -21,16 +22,14 @@ Thresholds are named constants below, calibrated on lrexp's own tasks (README, "
 
 from __future__ import annotations
 
+import enum
 import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from lrexp.compare import LR_KEY, Comparison
 from lrexp.record import STALL_NOTABLE, STALL_RATIO, TRAIN_LOSS, Goal, Metric, Row, Status
-
-if TYPE_CHECKING:
-    from lrexp.compare import Comparison
 
 # Overfitting: the final validation loss this much (relative) above its best, and the training loss at
 # least this much lower at the end than at the best step.
@@ -46,14 +45,26 @@ MIN_SEEDS = 3
 # Unstable: seed-to-seed coefficient of variation of the final validation loss above this.
 UNSTABLE_CV = 0.10
 
-KINDS = ("overfitting", "still learning", "grid edge", "too few seeds", "stalled LR", "unstable LR")
-# Kinds that say the ranking itself may mean little (the verdict points at them).
-REGIME_KINDS = ("overfitting", "still learning")
+
+class FlagKind(str, enum.Enum):
+    """What a flag says, in the order a report lists them; the value is its name in summary.csv."""
+
+    OVERFITTING = "overfitting"
+    STILL_LEARNING = "still learning"
+    GRID_EDGE = "grid edge"
+    TOO_FEW_SEEDS = "too few seeds"
+    STALLED_LR = "stalled LR"
+    UNSTABLE_LR = "unstable LR"
+
+    @property
+    def regime(self) -> bool:
+        """The ranking itself may mean little in this regime (the verdict points at it)."""
+        return self in (FlagKind.OVERFITTING, FlagKind.STILL_LEARNING)
 
 
 @dataclass(frozen=True)
 class Flag:
-    kind: str  # one of KINDS
+    kind: FlagKind
     groups: tuple[str, ...]  # the groups (schedules) it concerns; empty for the whole sweep
     text: str  # the note, with the numbers behind it
 
@@ -78,7 +89,22 @@ class GroupDiagnosis:
     train_fall: float = math.nan
     late_drop: float = math.nan
     late_lr: float = math.nan
-    flags: list[str] = field(default_factory=list)
+    flags: list[FlagKind] = field(default_factory=list)
+
+
+@dataclass
+class Diagnosis:
+    """Every flag of a comparison, in FlagKind order, and each group's numbers."""
+
+    groups: dict[str, GroupDiagnosis]
+    flags: list[Flag]
+
+    def of(self, group: str) -> GroupDiagnosis:
+        return self.groups.get(group) or GroupDiagnosis()
+
+    @property
+    def regime(self) -> list[Flag]:
+        return [f for f in self.flags if f.kind.regime]
 
 
 def curve(rows: Sequence[Row], loss: Metric, steps: int) -> Curve | None:
@@ -106,8 +132,8 @@ def curve(rows: Sequence[Row], loss: Metric, steps: int) -> Curve | None:
     )
 
 
-def diagnose(c: Comparison) -> tuple[dict[str, GroupDiagnosis], list[Flag]]:
-    """Per-group numbers and every flag of a comparison, in KINDS order."""
+def diagnose(c: Comparison) -> Diagnosis:
+    """Per-group numbers and every flag of a comparison, in FlagKind order."""
     per_group: dict[str, GroupDiagnosis] = {}
     flags: list[Flag] = []
     overfit, still = [], []
@@ -120,10 +146,10 @@ def diagnose(c: Comparison) -> tuple[dict[str, GroupDiagnosis], list[Flag]]:
         d.train_fall, d.late_drop, d.late_lr = (_median(getattr(k, a) for k in curves) for a in ("train_fall", "late_drop", "late_lr"))
         if d.rise > OVERFIT_RISE and d.train_fall > OVERFIT_TRAIN_FALL:
             overfit.append(g)
-            d.flags.append("overfitting")
+            d.flags.append(FlagKind.OVERFITTING)
         if d.late_lr >= HIGH_LR and d.late_drop > STILL_FALLING:
             still.append(g)
-            d.flags.append("still learning")
+            d.flags.append(FlagKind.STILL_LEARNING)
 
     steps = _median(r.summary.steps or 0 for r in c.runs)
     if overfit:
@@ -131,7 +157,7 @@ def diagnose(c: Comparison) -> tuple[dict[str, GroupDiagnosis], list[Flag]]:
         w = per_group[worst]
         flags.append(
             Flag(
-                "overfitting",
+                FlagKind.OVERFITTING,
                 tuple(overfit),
                 (
                     f"Overfitting ({', '.join(overfit)}): validation {c.loss.label} ended clearly above its best while training "
@@ -146,7 +172,7 @@ def diagnose(c: Comparison) -> tuple[dict[str, GroupDiagnosis], list[Flag]]:
         f = per_group[fastest]
         flags.append(
             Flag(
-                "still learning",
+                FlagKind.STILL_LEARNING,
                 tuple(still),
                 (
                     f"Still learning ({', '.join(still)}): validation {c.loss.label} was still falling steeply at the end although "
@@ -157,11 +183,11 @@ def diagnose(c: Comparison) -> tuple[dict[str, GroupDiagnosis], list[Flag]]:
             )
         )
     flags += _grid_edges(c, per_group) + _few_seeds(c, per_group) + _stalls(c, per_group) + _unstable(c, per_group)
-    return per_group, flags
+    return Diagnosis(per_group, flags)
 
 
 def _grid_edges(c: Comparison, per_group: dict[str, GroupDiagnosis]) -> list[Flag]:
-    if "optimizer.lr" not in c.varying or c.group_key == "optimizer.lr":
+    if LR_KEY not in c.varying or c.group_key == LR_KEY:
         return []
     out = []
     for g, cell in c.best.items():
@@ -169,10 +195,10 @@ def _grid_edges(c: Comparison, per_group: dict[str, GroupDiagnosis]) -> list[Fla
         chosen = cell.lr
         if chosen is not None and len(grid) >= 2 and chosen in (grid[0], grid[-1]):
             side = "lowest" if chosen == grid[0] else "highest"
-            per_group[g].flags.append("grid edge")
+            per_group[g].flags.append(FlagKind.GRID_EDGE)
             out.append(
                 Flag(
-                    "grid edge",
+                    FlagKind.GRID_EDGE,
                     (g,),
                     (
                         f"Grid edge ({g}): its best peak LR, {chosen:g}, is the {side} of the grid ({', '.join(f'{x:g}' for x in grid)}): "
@@ -186,13 +212,13 @@ def _grid_edges(c: Comparison, per_group: dict[str, GroupDiagnosis]) -> list[Fla
 def _few_seeds(c: Comparison, per_group: dict[str, GroupDiagnosis]) -> list[Flag]:
     few = {g: len(cell.completed()) for g, cell in c.best.items() if len(cell.completed()) < MIN_SEEDS}
     for g in few:
-        per_group[g].flags.append("too few seeds")
+        per_group[g].flags.append(FlagKind.TOO_FEW_SEEDS)
     if not few:
         return []
     counts = ", ".join(f"{g}: {n}" for g, n in few.items())
     return [
         Flag(
-            "too few seeds",
+            FlagKind.TOO_FEW_SEEDS,
             tuple(few),
             (
                 f"Too few seeds ({counts} completed): fewer than {MIN_SEEDS} per cell give intervals too wide to tell schedules "
@@ -207,10 +233,10 @@ def _stalls(c: Comparison, per_group: dict[str, GroupDiagnosis]) -> list[Flag]:
     for g, cell in c.best.items():
         frac = max((r.summary.lr_stalled_fraction or 0.0) for r in cell.runs)
         if frac > STALL_NOTABLE:
-            per_group[g].flags.append("stalled LR")
+            per_group[g].flags.append(FlagKind.STALLED_LR)
             out.append(
                 Flag(
-                    "stalled LR",
+                    FlagKind.STALLED_LR,
                     (g,),
                     (
                         f"Stalled LR ({g}): the LR stays below {STALL_RATIO:g} x its peak for {frac:.0%} of the run: "
@@ -237,8 +263,10 @@ def _unstable(c: Comparison, per_group: dict[str, GroupDiagnosis]) -> list[Flag]
         else:
             continue
         if cell is c.best.get(cell.group):
-            per_group[cell.group].flags.append("unstable LR")
-        out.append(Flag("unstable LR", (cell.group,), f"Unstable LR ({where}): {why}: at this peak LR the outcome depends on the seed."))
+            per_group[cell.group].flags.append(FlagKind.UNSTABLE_LR)
+        out.append(
+            Flag(FlagKind.UNSTABLE_LR, (cell.group,), f"Unstable LR ({where}): {why}: at this peak LR the outcome depends on the seed.")
+        )
     return out
 
 

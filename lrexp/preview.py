@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lrexp.errors import ConfigError
 
@@ -36,27 +35,6 @@ def expand(overrides: Sequence[str]) -> list[list[str]]:
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     (batch,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
     return [list(combo) for combo in batch]
-
-
-def lr_trace(cfg: DictConfig) -> list[float] | None:
-    """The LR of every optimizer step, from the scheduler a run would build; None if metric-driven."""
-    import torch
-
-    from lrexp.build import build_optimizer, build_schedule
-
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = build_optimizer(cfg.optimizer, [{"params": [param]}], torch.device("cpu"))
-    schedule = build_schedule(cfg.scheduler, optimizer)
-    if schedule.metric_driven:
-        return None
-    lrs = []
-    with warnings.catch_warnings():
-        # No optimizer.step() here: nothing is trained, and the LR sequence does not depend on it.
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
-        for _ in range(cfg.run.steps):
-            lrs.append(optimizer.param_groups[0]["lr"])
-            schedule.after_step()
-    return lrs
 
 
 def compose_one(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
@@ -87,19 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hydra import initialize_config_module
 
         import lrexp.config  # noqa: F401 - schemas and ${steps:...}
+        from lrexp.build import lr_sequence
+        from lrexp.schedule_spec import ScheduleSpec
         from lrexp.validate import validate
 
         with initialize_config_module("lrexp.conf", version_base="1.3"):
             for overrides in combos:
                 cfg, choices = compose_one(overrides)
                 validate(cfg)
-                lrs = lr_trace(cfg)
+                spec = ScheduleSpec.of(cfg.scheduler)
+                lrs = lr_sequence(spec, cfg.optimizer, cfg.run.steps)
                 label = label_of(overrides, choices, varying)
                 if lrs is None:
                     skipped.append(label)
                     continue
-                kwargs = OmegaConf.to_container(cfg.scheduler, resolve=True)
-                curves.append((label, cfg.scheduler._target_, lrs, kwargs, cfg.run.steps))
+                curves.append((label, spec, lrs, cfg.run.steps))
     except (ConfigError, HydraException) as e:
         print(f"lrexp.preview: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
@@ -115,19 +95,18 @@ def draw(curves, out: Path, dpi: int) -> list[Path]:
     from matplotlib.figure import Figure
 
     from lrexp.plots import draw_lr, schedule_title
-    from lrexp.schedules import schedule_markers
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for label, target, lrs, kwargs, steps in curves:
+    for label, spec, lrs, steps in curves:
         fig = Figure(figsize=(8, 4.5))
-        title = schedule_title(label, target)
-        draw_lr(fig.subplots(), {"learning rate": (range(steps), lrs)}, schedule_markers(kwargs, steps), title=title)
+        title = schedule_title(label, spec.target)
+        draw_lr(fig.subplots(), {"learning rate": (range(steps), lrs)}, spec.markers(steps), title=title)
         fig.tight_layout()
         paths.append(out / f"{label.replace(' ', '_').replace('/', '-')}.png")
         fig.savefig(paths[-1], dpi=dpi)
     fig = Figure(figsize=(9, 5))
-    draw_lr(fig.subplots(), {label: (range(steps), lrs) for label, _, lrs, _, steps in curves}, title="learning rate schedules")
+    draw_lr(fig.subplots(), {label: (range(steps), lrs) for label, _, lrs, steps in curves}, title="learning rate schedules")
     fig.tight_layout()
     paths.append(out / "overlay.png")
     fig.savefig(paths[-1], dpi=dpi)
@@ -137,7 +116,7 @@ def draw(curves, out: Path, dpi: int) -> list[Path]:
         w = csv.writer(f)
         w.writerow(["step", *(f"lr/{label}" for label, *_ in curves)])  # a schedule may be called "step"
         for s in range(longest):
-            w.writerow([s, *(lrs[s] if s < len(lrs) else "" for _, _, lrs, _, _ in curves)])
+            w.writerow([s, *(lrs[s] if s < len(lrs) else "" for _, _, lrs, _ in curves)])
     paths.append(out / "lr.csv")
     return paths
 

@@ -19,7 +19,7 @@ import enum
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -32,12 +32,16 @@ CHECKPOINT_FILE = "checkpoint.pt"
 PLOTS_DIR = "plots"
 ERROR_FILE = "error.txt"
 LOCK_FILE = ".lock"  # held (flock) by the process writing the run: record.writing
+# What a comparison report writes into a sweep directory (lrexp.report): read back by the studies.
+SUMMARY_CSV, CELLS_CSV, REPORT_MD, REPORT_HTML = "summary.csv", "cells.csv", "report.md", "report.html"
 
 # LR below this fraction of the run's peak: the optimizer barely moves, training has effectively stopped.
 STALL_RATIO = 1e-3
 # A run that spends more than this share of its steps stalled gets a warning and a shaded plot region.
 STALL_NOTABLE = 0.1
 
+# The total gradient norm of a row's step, before any clipping (optimizer.clip_grad_norm clips to it).
+GRAD_NORM = "grad_norm"
 STEP = "step"  # metrics.csv's first column, the 0-based optimizer step: the x-axis of every curve, here and in trackers
 Row = dict[str, Any]  # a metrics.csv row: STEP an int, every other column a float or None (not logged)
 
@@ -70,7 +74,7 @@ class Status(str, enum.Enum):
 # Config keys (and whole groups) that may differ between two runs, or between a run and its
 # resumption, without changing a single number they compute. Used to name runs (lrexp.app), to decide
 # what varies across a sweep (lrexp.compare) and what a resumed run may change (lrexp.checkpoint).
-NEUTRAL_KEYS = ("run.progress", "run.threads", "run.resume", "run.checkpoint_every", "logger", "hydra")
+NEUTRAL_KEYS = ("run.progress", "run.threads", "run.resume", "run.checkpoint_every", "logger", "report", "hydra")
 
 
 def is_neutral(key: str) -> bool:
@@ -168,6 +172,9 @@ class Summary:
     batch: int | None = None  # runs trained together in one process (hydra/launcher=batched); 1: alone
     parameters: int | None = None
     slurm_job_id: str | None = None  # when the run was a SLURM job (the same id across requeues)
+    # What sets this run apart from others it may be compared with, key -> value: for runs recorded
+    # without Hydra (lrexp.recorder), whose overrides.yaml would otherwise say it (lrexp.compare).
+    settings: dict[str, str] = field(default_factory=dict)
     # Headline numbers derived from the rows (summarize).
     final: dict[str, float] = field(default_factory=dict)
     best: dict[str, float] = field(default_factory=dict)
@@ -286,9 +293,46 @@ def replacing(path: Path, mode: str = "wb", *, sync: bool = False, **kwargs: Any
 
 # --- metrics.csv -----------------------------------------------------------------------------------
 
+# What metrics.csv records of the optimizer's parameter groups at every logged step: the LR the step
+# applies, and the momentum (Adam's beta1, which OneCycleLR and CyclicLR cycle) and weight decay it
+# applies with it. Plain reads of the param-group dicts: no torch here, and no host sync in the loop.
+SETTINGS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "lr": lambda g: g["lr"],
+    "momentum": lambda g: g["betas"][0] if "betas" in g else g.get("momentum"),
+    "weight_decay": lambda g: g.get("weight_decay"),
+}
 
-def metric_columns(lr_columns: Sequence[str], metrics: Sequence[Metric]) -> list[str]:
-    return [STEP, *lr_columns, TRAIN_LOSS.name, *(m.column(split) for split in SPLITS for m in metrics), "time_s"]
+
+@dataclass(frozen=True)
+class GroupColumn:
+    column: str  # "lr", "lr_decay", "momentum", ...
+    setting: str  # a key of SETTINGS
+    group: int  # the param group it reads
+
+
+def group_columns(param_groups: Sequence[Mapping[str, Any]], setting: str) -> list[GroupColumn]:
+    """The columns of one setting: ``lr`` for a single parameter group; with several, ``lr`` (the first
+    group's) then ``lr_<group name>`` for each. None where the optimizer has no such setting."""
+    if all(SETTINGS[setting](g) is None for g in param_groups):
+        return []
+    first = [GroupColumn(setting, setting, 0)]
+    if len(param_groups) == 1:
+        return first
+    return first + [GroupColumn(f"{setting}_{g.get('name', i)}", setting, i) for i, g in enumerate(param_groups)]
+
+
+def settings_columns(param_groups: Sequence[Mapping[str, Any]]) -> list[GroupColumn]:
+    """Every settings column of an optimizer's groups, LRs first."""
+    return [c for name in SETTINGS for c in group_columns(param_groups, name)]
+
+
+def read_settings(param_groups: Sequence[Mapping[str, Any]], columns: Sequence[GroupColumn]) -> dict[str, float]:
+    """The current value of every settings column (Python floats from the param groups)."""
+    return {c.column: float(SETTINGS[c.setting](param_groups[c.group])) for c in columns}
+
+
+def metric_columns(setting_columns: Sequence[str], metrics: Sequence[Metric]) -> list[str]:
+    return [STEP, *setting_columns, TRAIN_LOSS.name, GRAD_NORM, *(m.column(split) for split in SPLITS for m in metrics), "time_s"]
 
 
 class MetricsWriter:

@@ -25,12 +25,14 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from lrexp.compare import Band, Cell, Comparison, band, compare, find_runs, table
-from lrexp.diagnostics import REGIME_KINDS
+from lrexp.compare import Band, Cell, Comparison, band, cell_row, compare, find_runs, result_row, varying_keys
+from lrexp.diagnostics import Diagnosis, diagnose
+from lrexp.errors import ConfigError
 from lrexp.plots import draw_lr
-from lrexp.record import TRAIN_LOSS, Goal, Status
+from lrexp.protocol import PROTOCOL, Settings, recorded_settings
+from lrexp.record import CELLS_CSV, REPORT_HTML, REPORT_MD, SUMMARY_CSV, TRAIN_LOSS, Goal, Status
 from lrexp.stats import LEVEL
-from lrexp.verdict import fmt, headline, markdown_table, table_cells, table_header
+from lrexp.verdict import fmt, fmt_num, headline, markdown_table, steps_text, table_cells, table_header
 
 FIG_DIR = "report"
 
@@ -42,20 +44,43 @@ def write_report(
     smoothing: float = 0.0,
     spread: str = "minmax",
     title: str | None = None,
+    settings: Settings | None = None,
 ) -> Path:
-    """Write the report of the runs under ``paths`` into ``out``; returns the path of report.html."""
-    comparison = compare(find_runs(paths), group_by)
-    rows = table(comparison)
+    """Write the report of the runs under ``paths`` into ``out``; returns the path of report.html.
+    ``settings``: how to judge (default: what the runs recorded, lrexp.protocol)."""
+    comparison = compare(find_runs(paths), group_by, settings)
+    diagnosis = diagnose(comparison)
     out.mkdir(parents=True, exist_ok=True)
     (out / FIG_DIR).mkdir(exist_ok=True)
     figures = draw_figures(comparison, out / FIG_DIR, smoothing, spread)
     title = title or f"lrexp: {comparison.group_key} comparison ({len(comparison.runs)} runs)"
-    write_csv(out / "summary.csv", rows)
+    write_csv(out / SUMMARY_CSV, summary_rows(comparison, diagnosis))
     if len(comparison.cells) > len(comparison.results):
-        write_csv(out / "cells.csv", [cell_row(c, comparison) for c in comparison.cells])
-    (out / "report.md").write_text(render_markdown(comparison, rows, figures, title, out))
-    (out / "report.html").write_text(render_html(comparison, rows, figures, title, spread, smoothing, out))
-    return out / "report.html"
+        write_csv(out / CELLS_CSV, [cell_row(comparison, c) for c in comparison.cells])
+    (out / REPORT_MD).write_text(render_markdown(comparison, diagnosis, figures, title, out))
+    (out / REPORT_HTML).write_text(render_html(comparison, diagnosis, figures, title, spread, smoothing, out))
+    return out / REPORT_HTML
+
+
+def summary_rows(c: Comparison, diagnosis: Diagnosis) -> list[dict[str, Any]]:
+    """summary.csv: every ranked group's row (lrexp.compare.result_row) with its diagnostics' numbers."""
+    rows = []
+    for r in c.results:
+        d = diagnosis.of(r.group)
+        rows.append(
+            result_row(c, r)
+            | {
+                "val_rise": _num(d.rise),
+                "late_drop": _num(d.late_drop),
+                "late_lr": _num(d.late_lr),
+                "flags": ";".join(f.value for f in d.flags),
+            }
+        )
+    return rows
+
+
+def _num(v: float) -> float | None:
+    return v if math.isfinite(v) else None
 
 
 # --- figures ---------------------------------------------------------------------------------------
@@ -114,8 +139,8 @@ def ranking_figure(comparison: Comparison, color: dict[str, str]) -> Figure:
     left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
     for i, r in enumerate(results):
         if r.mean is not None:
-            has_ci = math.isfinite(r.low)
-            xerr = [[r.mean - r.low], [r.high - r.mean]] if has_ci else None
+            has_ci = math.isfinite(r.loss.low)
+            xerr = [[r.mean - r.loss.low], [r.loss.high - r.mean]] if has_ci else None
             left.errorbar(r.mean, i, xerr=xerr, fmt="D", color=color[r.group], capsize=5, markersize=7)
         seeds = list(r.values.values())
         left.plot(seeds, [i] * len(seeds), "o", color="black", markersize=3, alpha=0.7)
@@ -173,13 +198,13 @@ def sensitivity_figure(comparison: Comparison, color: dict[str, str]) -> Figure:
         xs, ys, es, bad = [], [], [], []
         for c in cells:
             lr = c.lr or 0.0
-            mean, std = c.stat(column)
-            if mean is None:
+            stat = c.stat(column)
+            if stat.mean is None:
                 bad.append(lr)
             else:
                 xs.append(lr)
-                ys.append(mean)
-                es.append(std or 0.0)
+                ys.append(stat.mean)
+                es.append(stat.std or 0.0)
         ax.errorbar(xs, ys, yerr=es, color=color[g], marker="o", capsize=3, label=g)
         if bad:
             top = max(ys) if ys else 1.0
@@ -194,21 +219,6 @@ def sensitivity_figure(comparison: Comparison, color: dict[str, str]) -> Figure:
 
 
 # --- tables and text -------------------------------------------------------------------------------
-
-
-def cell_row(cell: Cell, comparison: Comparison) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        comparison.group_key: cell.group,
-        **cell.keys,
-        "runs": len(cell.runs),
-        "completed": cell.count(Status.COMPLETED),
-        "diverged": cell.count(Status.DIVERGED),
-    }
-    for split in ("val", comparison.split) if comparison.split != "val" else ("val",):
-        for metric in comparison.metrics:
-            column = metric.column(split)
-            row[f"final_{column}_mean"], row[f"final_{column}_std"] = cell.stat(column)
-    return row
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -226,9 +236,21 @@ def shown(path: Path, base: Path) -> str:
         return str(path.resolve())
 
 
-def notes(comparison: Comparison, base: Path) -> list[str]:
-    """The diagnostics with the numbers behind them, then, cell by cell, the runs that did not complete."""
-    out = [f.text for f in comparison.flags]
+def notes(comparison: Comparison, diagnosis: Diagnosis, base: Path) -> list[str]:
+    """The diagnostics with the numbers behind them, steps to target, then, cell by cell, the runs that
+    did not complete."""
+    out = [f.text for f in diagnosis.flags]
+    if comparison.target is not None:
+        reached = ", ".join(f"{r.group} {steps_text(r)}" for r in comparison.ranked)
+        how = (
+            "report.target"
+            if comparison.settings.target is not None
+            else (f"the reference's median final validation {comparison.loss.label} made {comparison.settings.target_relax:.0%} worse")
+        )
+        out.append(
+            f"Steps to target: the first evaluated step whose validation {comparison.loss.label} reaches {fmt_num(comparison.target)} "
+            f"({how}); median over seeds, a run that never reaches it counting as never (AlgoPerf's rule): {reached}."
+        )
     for cell in comparison.cells:
         where = cell.group + (f" at {cell.label()}" if cell.keys else "")
         diverged = [r for r in cell.runs if r.status is Status.DIVERGED]
@@ -258,19 +280,17 @@ ROBUSTNESS_INTRO = (
 
 
 def method_text(comparison: Comparison) -> str:
-    split = "the held-out test split" if comparison.split == "test" else "validation (no test split recorded)"
+    where = "" if comparison.split == "test" else " No run recorded a test split: the table reports validation."
     return (
-        f"Each {comparison.group_key} is taken at its best setting by mean final validation loss, then compared on {split}: "
-        f"mean with its {LEVEL:.0%} t interval over seeds, and the difference from the best one seed by seed "
-        f"(runs that share a seed share the initialisation and the data order), with Holm's correction over the "
-        f"comparisons. Varying keys: {', '.join(comparison.varying) or 'none'}."
+        f"{PROTOCOL}{where} Margin: {comparison.settings.margin:g} x the reference's loss = {fmt_num(comparison.margin_abs)}. "
+        f"Varying keys: {', '.join(comparison.varying) or 'none'}."
     )
 
 
-def render_markdown(comparison: Comparison, rows: list[dict[str, Any]], figures: dict[str, Path], title: str, base: Path) -> str:
-    lines = [f"# {title}", "", headline(comparison), "", markdown_table(comparison, rows), "", method_text(comparison), ""]
-    if notes(comparison, base):
-        lines += ["## Notes", ""] + [f"- {n}" for n in notes(comparison, base)] + [""]
+def render_markdown(comparison: Comparison, diagnosis: Diagnosis, figures: dict[str, Path], title: str, base: Path) -> str:
+    lines = [f"# {title}", "", headline(comparison, diagnosis), "", markdown_table(comparison, diagnosis), "", method_text(comparison), ""]
+    if notes(comparison, diagnosis, base):
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes(comparison, diagnosis, base)] + [""]
     if comparison.robustness:
         lines += ["## Rank robustness", "", ROBUSTNESS_INTRO.format(key=comparison.group_key), ""]
         lines += ["| peak LR | ranking | Kendall's tau |", "|---|---|---|"]
@@ -298,20 +318,22 @@ img { max-width: 100%; height: auto; display: block; margin: 0.8em 0 1.6em; }
 
 
 def render_html(
-    comparison: Comparison, rows: list[dict[str, Any]], figures: dict[str, Path], title: str, spread: str, smoothing: float, base: Path
+    comparison: Comparison, diagnosis: Diagnosis, figures: dict[str, Path], title: str, spread: str, smoothing: float, base: Path
 ) -> str:
     esc = html.escape
     key = comparison.group_key
     head = table_header(comparison)
     body = "".join(
-        f"<tr{' class=winner' if r['rank'] == 1 else ''}>" + "".join(f"<td>{esc(c)}</td>" for c in table_cells(r, comparison)) + "</tr>"
-        for r in rows
+        f"<tr{' class=winner' if r.rank == 1 else ''}>"
+        + "".join(f"<td>{esc(c)}</td>" for c in table_cells(comparison, r, diagnosis))
+        + "</tr>"
+        for r in comparison.results
     )
     images = "".join(
         f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"></figure>'
         for name, path in figures.items()
     )
-    note_items = "".join(f"<li>{esc(n)}</li>" for n in notes(comparison, base))
+    note_items = "".join(f"<li>{esc(n)}</li>" for n in notes(comparison, diagnosis, base))
     robust = ""
     if comparison.robustness:
         lines = "".join(f"<tr><td>{esc(a)}</td><td>{esc(b)}</td><td>{esc(c)}</td></tr>" for a, b, c in robustness_lines(comparison))
@@ -325,7 +347,7 @@ def render_html(
         f"<td>{esc(r.status.value)}</td><td>{fmt(r.summary.final.get(column))}</td></tr>"
         for r in comparison.runs
     )
-    caution = " caution" if any(f.kind in REGIME_KINDS for f in comparison.flags) else ""
+    caution = " caution" if diagnosis.regime or comparison.winner is None else ""
     band_kind = "min-max" if spread == "minmax" else "±std"
     smooth = f", training loss EMA-smoothed {smoothing:g}" if smoothing else ""
     return f"""<!doctype html>
@@ -333,7 +355,7 @@ def render_html(
 <title>{esc(title)}</title><style>{CSS}</style></head>
 <body>
 <h1>{esc(title)}</h1>
-<p class="headline{caution}" id="headline">{esc(headline(comparison))}</p>
+<p class="headline{caution}" id="headline">{esc(headline(comparison, diagnosis))}</p>
 <table id="summary"><thead><tr>{"".join(f"<th>{esc(h)}</th>" for h in head)}</tr></thead><tbody>{body}</tbody></table>
 <p class="meta">{esc(method_text(comparison))} Curves show the mean with a {band_kind} band{smooth}.</p>
 {f'<h2>Notes</h2><ul id="notes">{note_items}</ul>' if note_items else ""}
@@ -356,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--smooth", type=float, default=0.0, help="EMA smoothing of the training loss, 0 <= x < 1")
     p.add_argument("--spread", choices=["minmax", "std"], default="minmax", help="what the band around the mean shows")
     p.add_argument("--title")
+    p.add_argument("--margin", type=float, help="report.margin: a gap below this fraction of the reference's loss is negligible")
+    p.add_argument("--target", type=float, help="report.target: the validation loss steps-to-target counts to")
+    p.add_argument("--target-relax", type=float, help="report.target_relax: the derived target, this fraction worse than the best")
     a = p.parse_args(argv)
     try:
         if a.out is None and len(a.dirs) > 1:
@@ -364,13 +389,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--smooth={a.smooth}: must be in [0, 1)")
         runs = find_runs(a.dirs)
         if a.group_by and not any(r.value(a.group_by) for r in runs):
-            raise ValueError(f"--group-by={a.group_by}: no run has this key (varying keys: {', '.join(compare(runs).varying) or 'none'})")
-        path = write_report(a.dirs, a.out or a.dirs[0], a.group_by, a.smooth, a.spread, a.title)
-    except (ValueError, FileNotFoundError) as e:
+            raise ValueError(f"--group-by={a.group_by}: no run has this key (varying keys: {', '.join(varying_keys(runs)) or 'none'})")
+        settings = chosen_settings([r.dir for r in runs], a.margin, a.target, a.target_relax)
+        path = write_report(a.dirs, a.out or a.dirs[0], a.group_by, a.smooth, a.spread, a.title, settings)
+    except (ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError: a bad --margin, say
         print(f"lrexp.report: error: {e}", file=sys.stderr)
         return 2
     print(path)
     return 0
+
+
+def chosen_settings(run_dirs: Sequence[Path], margin: float | None, target: float | None, relax: float | None) -> Settings:
+    """The report settings the runs recorded, with whatever the command line sets instead (runs that
+    recorded different ones need the command line to choose)."""
+    given = {"margin": margin, "target": target, "target_relax": relax}
+    try:
+        recorded: Settings | None = recorded_settings(run_dirs)
+    except ConfigError:
+        if margin is None or relax is None:
+            raise
+        recorded = None
+    if recorded is not None:
+        given = {k: getattr(recorded, k) if v is None else v for k, v in given.items()}
+    return Settings.of(given)
 
 
 if __name__ == "__main__":

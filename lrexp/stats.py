@@ -10,6 +10,7 @@ than two seeds, the comparison falls back to Welch's unpaired test, and says so.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -48,8 +49,14 @@ def mean_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float,
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, math.nan, math.nan
-    half = sp.t.ppf((1 + level) / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    half = t_quantile((1 + level) / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
     return mean, mean - half, mean + half
+
+
+@functools.lru_cache(maxsize=4096)
+def t_quantile(q: float, df: float) -> float:
+    """Student's t quantile (scipy's), remembered: a report asks for the same few thousands of times."""
+    return float(sp.t.ppf(q, df))
 
 
 def paired(other: Mapping[int, float], reference: Mapping[int, float], level: float = LEVEL) -> Difference:
@@ -64,8 +71,8 @@ def paired(other: Mapping[int, float], reference: Mapping[int, float], level: fl
         p = math.nan
     elif sd <= 1e-12 * max(1.0, abs(mean)):  # every seed moved by the same amount, up to rounding
         sd, low, high, p = 0.0, mean, mean, 1.0 if mean == 0 else 0.0
-    else:
-        p = float(sp.ttest_rel(diffs, [0.0] * len(diffs)).pvalue)
+    else:  # the paired t test (scipy's ttest_rel), from the numbers already at hand
+        p = float(2 * sp.t.sf(abs(mean) / (sd / math.sqrt(len(diffs))), len(diffs) - 1))
     return Difference(len(diffs), mean, low, high, p, sd, paired=True, wins=wins, dropped=dropped)
 
 
@@ -108,40 +115,58 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def seeds_needed(d: Difference, comparisons: int = 1, alpha: float = ALPHA, power: float = POWER) -> int | None:
-    """Roughly how many seeds would detect a gap of the observed size and spread: the smallest n whose
-    t test at level alpha / comparisons (the strictest Holm threshold) has the given power.
+def seeds_needed(d: Difference, comparisons: int = 1, alpha: float = ALPHA, power: float = POWER, gap: float | None = None) -> int | None:
+    """Roughly how many seeds would detect a gap of the observed size (or ``gap``) at the observed
+    spread: the smallest n whose two-sided t test at level alpha / comparisons (the strictest Holm
+    threshold) has the given power. For an unpaired comparison n is per group.
 
-    From the noncentral t distribution; for an unpaired comparison n is per group. None when there is no
-    gap (or no spread estimate) to resolve, MAX_SEEDS + 1 when it would take more than MAX_SEEDS.
+    Power is exact for the noncentral t distribution at every n (no normal shortcut: with 1 or 2 degrees
+    of freedom the t's heavy tails keep the power far below 1 where a normal approximation says it is
+    1), and it grows with n, so the smallest n is found by bisection. None when there is no gap (or no
+    spread estimate) to resolve, 2 when the spread is zero, MAX_SEEDS + 1 beyond MAX_SEEDS.
     """
-    if not (math.isfinite(d.mean) and math.isfinite(d.sd)) or d.mean == 0:
+    size = abs(d.mean) if gap is None else abs(gap)
+    if not (math.isfinite(size) and math.isfinite(d.sd)) or size == 0:
         return None
     if d.sd == 0:
         return 2
-    effect, level = abs(d.mean) / d.sd, alpha / max(1, comparisons)
-    # The normal approximation is a lower bound (the t test needs a little more): search up from it.
-    z = (sp.norm.ppf(1 - level / 2) + sp.norm.ppf(power)) / effect
-    start = max(2, math.floor(z**2 if d.paired else 2 * z**2) - 1)
-    if start > MAX_SEEDS:
+    effect, level = size / d.sd, alpha / max(1, comparisons)
+
+    def enough(n: int) -> bool:
+        return t_test_power(effect, n, level, d.paired) >= power
+
+    if not enough(MAX_SEEDS):
         return MAX_SEEDS + 1
-    for n in range(start, MAX_SEEDS + 1):
-        df = n - 1 if d.paired else 2 * n - 2
-        nc = effect * math.sqrt(n if d.paired else n / 2)
-        crit = sp.t.ppf(1 - level / 2, df)
-        if nc - crit > 8:  # power is 1 to double precision (and older scipy returns nan out here)
-            return n
-        if _power(nc, df, crit) >= power:
-            return n
-    return MAX_SEEDS + 1
+    low, high = 2, MAX_SEEDS  # enough(high) holds; find the smallest such n
+    while low < high:
+        mid = (low + high) // 2
+        if enough(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low
 
 
-def _power(nc: float, df: int, crit: float) -> float:
-    """P(|T| > crit) for T noncentral t: the power of a two-sided t test. Where scipy's noncentral t
-    returns nan (scipy < 1.11 at one degree of freedom), the normal approximation instead."""
+def t_test_power(effect: float, n: int, level: float, paired: bool = True) -> float:
+    """The power of a two-sided t test at ``level`` for a standardised gap ``effect`` with n pairs
+    (paired: n - 1 degrees of freedom) or n per group (unpaired: 2n - 2)."""
+    df = n - 1 if paired else 2 * n - 2
+    nc = effect * math.sqrt(n if paired else n / 2)
+    crit = t_quantile(1 - level / 2, df)
+    return noncentral_t_sf(crit, df, nc) + noncentral_t_sf(crit, df, -nc)  # P(T > crit) + P(T < -crit)
+
+
+def noncentral_t_sf(x: float, df: int, nc: float) -> float:
+    """P(T > x) for T noncentral t(df, nc). scipy's own where it is finite; where it is not (its cdf
+    returns nan far in a tail), the defining integral: T = (Z + nc) / sqrt(V / df), V chi-square(df),
+    so P(T > x) = E_V[P(Z > x sqrt(V / df) - nc)]."""
     with np.errstate(all="ignore"):
-        value = float(sp.nct.sf(crit, df, nc) + sp.nct.cdf(-crit, df, nc))
-    return value if math.isfinite(value) else float(sp.norm.sf(crit - nc) + sp.norm.cdf(-crit - nc))
+        value = float(sp.nct.sf(x, df, nc))
+    if math.isfinite(value):
+        return value
+    from scipy.integrate import quad
+
+    return float(quad(lambda v: sp.norm.sf(x * math.sqrt(v / df) - nc) * sp.chi2.pdf(v, df), 0, math.inf)[0])
 
 
 def kendall_tau(a: Sequence[str], b: Sequence[str]) -> float:

@@ -1,8 +1,15 @@
 """The training loop. Read it top to bottom: set up from the config, train, leave the record.
 
+One loop trains every run: a run alone is a batch of one. What differs between training one run and
+training several together (lrexp.batched) is only how a step's losses and gradients are computed and
+how the models are evaluated: an *engine* (``Alone`` here, ``Batch`` there). Everything else, the
+plan of a step, the optimizer and schedule stepping, the loss sums, the rows, checkpoints, signals and
+the record, is this module's, once.
+
 Hot-path rules, each measured (scripts/bench.py): data is already on the device, the loss is summed on
 the device and read back only at log rows, the LR is read from the optimizer (a Python float) only at
-log rows, and nothing touches the disk between rows.
+log rows, the gradient norm is computed only at log rows (every step only when clipping needs it), and
+nothing touches the disk between rows.
 """
 
 from __future__ import annotations
@@ -14,10 +21,10 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,13 +33,14 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lrexp import checkpoint
-from lrexp.build import build_optimizer, build_schedule, has_modes
+from lrexp.build import build_optimizer, build_schedule, clip_norm_of, has_modes
 from lrexp.device import autocast, configure_backends, resolve_precision, select_device
 from lrexp.errors import first_line
 from lrexp.loggers import Logger
 from lrexp.preemption import StopRequest
 from lrexp.record import (
     CHECKPOINT_FILE,
+    GRAD_NORM,
     METRICS_FILE,
     STALL_NOTABLE,
     TRAIN_LOSS,
@@ -41,13 +49,29 @@ from lrexp.record import (
     Status,
     Summary,
     metric_columns,
+    read_settings,
+    settings_columns,
     summarize,
     write_summary,
 )
-from lrexp.schedules import schedule_markers
-from lrexp.tasks import Task, build_task
+from lrexp.schedule_spec import ScheduleSpec
+from lrexp.tasks import Task, build_task, split_batch
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSpec:
+    """One run to train, as the entry point (lrexp.jobs) or a test hands it over: its config, its
+    directory, the config group options it was composed from (for the record), its loggers, its
+    ``.hydra/`` folder (saved into checkpoints so that a refused re-run can put it back) and its log."""
+
+    cfg: DictConfig
+    run_dir: Path
+    choices: Mapping[str, str | None] = field(default_factory=dict)
+    loggers: Sequence[Logger] = ()
+    hydra_dir: Path | None = None
+    log: logging.Logger = log
 
 
 @dataclass
@@ -59,7 +83,7 @@ class LoopState:
     the rows logged so far, the training loss summed on the device since the last row, and the clocks.
     """
 
-    loss_sum: torch.Tensor  # on the device: read back only at log rows
+    loss_sum: torch.Tensor  # on the device (a view of the engine's sums): read back only at log rows
     step: int = 0
     n_summed: int = 0
     rows: list[Row] = field(default_factory=list)
@@ -70,13 +94,6 @@ class LoopState:
 
     def elapsed_s(self) -> float:
         return self.elapsed_before_s + (self.ended or time.perf_counter()) - self.started
-
-    def take_mean_loss(self) -> float:
-        """The mean training loss since the last row (one host sync), and a fresh sum."""
-        mean = (self.loss_sum / self.n_summed).item()
-        self.loss_sum.zero_()
-        self.n_summed = 0
-        return mean
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -119,34 +136,27 @@ class Intervals:
 
 
 class Run:
-    """One run: everything about it except how its steps are computed.
+    """One run: everything about it except how its steps' gradients are computed.
 
-    ``train`` below steps one Run; lrexp.batched steps several together, sharing all of this. Built in
-    two halves so that the batched path can put the parameters of several runs' models side by side in
-    between: ``build_task`` (seed, then the task and its freshly initialised model), then ``build_rest``
-    (optimizer, schedule, record, and the checkpoint's state when resuming). ``start`` opens metrics.csv
-    and the loggers, ``log`` records a row, ``save_checkpoint`` writes one, ``finish`` leaves the record.
+    Built in two halves so that lrexp.batched can put the parameters of several runs' models side by side
+    in between: ``build_task`` (seed, then the task and its freshly initialised model), then
+    ``build_rest`` (optimizer, schedule, record, and the checkpoint's state when resuming). ``start``
+    opens metrics.csv and the loggers, ``update`` takes an optimizer step from the gradients the engine
+    left, ``record_row`` records a row, ``after_step`` counts the step and checkpoints where due,
+    ``finish`` leaves the record.
     """
 
-    def __init__(
-        self,
-        cfg: DictConfig,
-        run_dir: Path,
-        *,
-        choices: Mapping[str, str | None] | None = None,
-        loggers: Sequence[Logger] = (),
-        hydra_dir: Path | None = None,
-        device: torch.device,
-        precision: Any,
-        log: logging.Logger = log,
-    ) -> None:
-        self.cfg, self.run_dir, self.hydra_dir = cfg, run_dir, hydra_dir
-        self.choices, self.loggers = choices or {}, list(loggers)
-        self.device, self.precision, self.log = device, precision, log
-        self.every = Intervals.of(cfg.run)
-        self.resume_from = checkpoint.open_run_dir(run_dir, cfg, hydra_dir)  # refuses another run's directory
+    def __init__(self, spec: RunSpec, device: torch.device, precision: Any) -> None:
+        self.spec, self.cfg, self.run_dir, self.log = spec, spec.cfg, spec.run_dir, spec.log
+        self.device, self.precision = device, precision
+        self.every = Intervals.of(self.cfg.run)
+        self.resume_from = checkpoint.open_run_dir(self.run_dir, self.cfg, spec.hydra_dir)  # refuses another run's directory
+        self.schedule_spec = ScheduleSpec.of(self.cfg.scheduler)
+        self.clip = clip_norm_of(self.cfg.optimizer)  # None: no clipping
         self.stopped = False  # diverged: no more steps
+        self.finished = False  # its record is written
         self.saved_at: int | None = None  # the step of the last checkpoint this launch wrote
+        self.grad_norm = torch.full((), math.nan, device=device)  # of the last step a row was planned for
 
     def build_task(self) -> Task:
         seed_everything(self.cfg.seed)
@@ -154,18 +164,18 @@ class Run:
         return self.task
 
     def build_rest(self, *, compiled: bool = False, batch: int = 1) -> None:
-        cfg, run, task = self.cfg, self.cfg.run, self.task
+        cfg, run, task, spec = self.cfg, self.cfg.run, self.task, self.spec
         self._build_optimizer()
         self.val_loss = task.metrics[0].column("val")  # the task's loss: divergence and metric-driven schedules
-        self.columns = [c for name in SETTINGS for c in group_columns(self.optimizer, name)]  # lr, momentum, weight decay
+        self.columns = settings_columns(self.optimizer.param_groups)  # lr, momentum, weight decay
         self.lr_columns = [c.column for c in self.columns if c.setting == "lr"]
         self.setting_columns = [c.column for c in self.columns if c.setting != "lr"]
         self.summary = Summary(
             status=Status.COMPLETED,
-            task=self.choices.get("task"),
-            optimizer=self.choices.get("optimizer"),
-            scheduler=self.choices.get("scheduler"),
-            scheduler_target=cfg.scheduler._target_,
+            task=spec.choices.get("task"),
+            optimizer=spec.choices.get("optimizer"),
+            scheduler=spec.choices.get("scheduler"),
+            scheduler_target=self.schedule_spec.target,
             optimizer_target=cfg.optimizer._target_,
             seed=cfg.seed,
             steps=run.steps,
@@ -173,7 +183,7 @@ class Run:
             metrics=list(task.metrics),
             lr_columns=self.lr_columns,
             setting_columns=self.setting_columns,
-            lr_markers=schedule_markers(resolved(cfg.scheduler), run.steps),
+            lr_markers=self.schedule_spec.markers(run.steps),
             device=str(self.device),
             precision=self.precision.value,
             compiled=compiled,
@@ -199,7 +209,8 @@ class Run:
 
     def _build_optimizer(self) -> None:
         self.optimizer = build_optimizer(self.cfg.optimizer, self.task.param_groups(), self.device)
-        self.schedule = build_schedule(self.cfg.scheduler, self.optimizer)  # per step, or per evaluation (ReduceLROnPlateau)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.schedule = build_schedule(self.schedule_spec, self.optimizer)  # per step, or per evaluation (ReduceLROnPlateau)
 
     def rebind(self) -> None:
         """The optimizer and schedule built again over the model's parameters as they are now (lrexp.batched
@@ -215,8 +226,8 @@ class Run:
         self.metrics = MetricsWriter(
             self.run_dir / METRICS_FILE, metric_columns(self.lr_columns + self.setting_columns, self.task.metrics), self.state.rows
         )
-        self.saved_hydra_files = checkpoint.hydra_files(self.hydra_dir)
-        for logger in self.loggers:
+        self.saved_hydra_files = checkpoint.hydra_files(self.spec.hydra_dir)
+        for logger in self.spec.loggers:
             logger.start(self.state.step)
 
     @property
@@ -225,18 +236,29 @@ class Run:
 
     def settings(self) -> dict[str, float]:
         """The LR (momentum, weight decay) the next step applies: read before the schedule moves it."""
-        return read_settings(self.optimizer, self.columns)
+        return read_settings(self.optimizer.param_groups, self.columns)
 
-    def record_row(self, step: int, settings: Mapping[str, float], train_loss: float, evaluations: Mapping[str, float]) -> Row:
+    def update(self, log_row: bool) -> None:
+        """The optimizer step from the gradients the engine left: clipped if asked (the norm kept for
+        the row), then the schedule moves the LR for the next step."""
+        if self.clip is not None:
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        elif log_row:
+            self.grad_norm = total_norm(self.params)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.after_step()
+
+    def record_row(self, step: int, settings: Mapping[str, float], numbers: Mapping[str, float], evaluations: Mapping[str, float]) -> Row:
         """Record the row of ``step``: metrics.csv, the loggers, the log; a metric-driven schedule sees the
         validation loss; a diverged run stops here (the record is kept)."""
-        row: Row = {"step": step, **settings, TRAIN_LOSS.name: train_loss, **evaluations}
+        row: Row = {"step": step, **settings, **numbers, **evaluations}
         row["time_s"] = self.state.elapsed_s()
         if self.val_loss in evaluations:
             self.schedule.after_eval(evaluations[self.val_loss])
         self.state.rows.append(row)
         self.metrics.append(row)
-        for logger in self.loggers:
+        for logger in self.spec.loggers:
             logger.log_row(row)
         if evaluations:
             self.log.info(format_row(row))
@@ -255,8 +277,8 @@ class Run:
     def save_checkpoint(self) -> None:
         self.saved_at = self.state.step
         checkpoint.save(self.run_dir / CHECKPOINT_FILE, self.stateful, self.cfg, self.saved_hydra_files)
-        if self.hydra_dir is not None:  # a command refused while this run held the directory had Hydra overwrite them
-            checkpoint.restore_hydra_files(self.hydra_dir, self.saved_hydra_files)
+        if self.spec.hydra_dir is not None:  # a command refused while this run held the directory had Hydra overwrite them
+            checkpoint.restore_hydra_files(self.spec.hydra_dir, self.saved_hydra_files)
 
     def interrupt(self, signal_name: str) -> None:
         self.summary.status = Status.INTERRUPTED
@@ -275,84 +297,193 @@ class Run:
         summary.steps_per_s = state.step / max(summary.wall_time_s, 1e-9)  # over every segment of a resumed run
         summary.time_to_first_step_s = state.time_to_first_step_s
         warn_if_stalled(summary, self.log)
-        for logger in self.loggers:
+        for logger in self.spec.loggers:
             summary.extra.update(logger.summary_fields())
         write_summary(self.run_dir, summary)
-        for logger in self.loggers:
+        for logger in self.spec.loggers:
             logger.finish(summary, self.run_dir)
+        self.finished = True
         return summary
 
 
-def train(
-    cfg: DictConfig,
-    run_dir: Path,
-    *,
-    choices: Mapping[str, str | None] | None = None,
-    loggers: Sequence[Logger] = (),
-    hydra_dir: Path | None = None,
-    threads: int = 0,
-) -> Summary:
-    """Train as ``cfg`` says, write the run record into ``run_dir`` and return its summary.
+class Engine(Protocol):
+    """How the runs' steps are computed: alone (``Alone``) or as one stacked computation (lrexp.batched)."""
 
-    ``choices`` are the config group options (task, optimizer, scheduler) for the record; ``hydra_dir``
-    is the run's ``.hydra/`` folder, saved into checkpoints so that a refused re-run can put it back.
-    """
-    # --- set-up: device, seed, then everything the config describes -------------------------------
+    device: torch.device
+    loss_sums: torch.Tensor  # (runs,): each run's training loss summed since its last row; LoopState.loss_sum views one
+
+    def train_mode(self) -> None: ...
+
+    def loss_and_grads(self, step: int) -> torch.Tensor:
+        """Every run's loss on its own batch of ``step`` (detached: one per run, or a scalar for one run),
+        and every run's gradients set on its parameters."""
+        ...
+
+    def evaluate(self, split: str) -> list[Row]:
+        """Every metric of every run on ``split`` as ``<split>_<metric>`` columns: one host sync for all."""
+        ...
+
+
+class Alone:
+    """One run, its model called as it is (or compiled): the plain PyTorch step. With the task's
+    ``grad_accum`` > 1 the step's batch is split into that many micro-batches, each one's gradient added
+    to the last, their mean loss the step's loss."""
+
+    def __init__(self, run: Run, forward: torch.nn.Module) -> None:
+        self.run, self.task, self.forward = run, run.task, forward
+        self.device, self.precision = run.device, run.precision
+        self.accum = int(getattr(self.task, "grad_accum", 1))
+        self.loss_sums = torch.zeros(1, device=self.device)
+        self.loss_sums[0] = run.state.loss_sum
+        run.state.loss_sum = self.loss_sums[0]
+
+    def train_mode(self) -> None:
+        self.run.task.model.train()
+
+    def loss_and_grads(self, step: int) -> torch.Tensor:
+        x, y = self.task.train_batch(step)
+        if self.accum == 1:
+            with autocast(self.device, self.precision):
+                loss = self.task.loss(self.forward, x, y)
+            loss.backward()
+            return loss.detach()
+        total = torch.zeros((), device=self.device)
+        for xs, ys in zip(split_batch(x, self.accum), split_batch(y, self.accum)):
+            with autocast(self.device, self.precision):
+                loss = self.task.loss(self.forward, xs, ys) / self.accum
+            loss.backward()
+            total += loss.detach()
+        return total
+
+    def evaluate(self, split: str) -> list[Row]:
+        return [evaluate_split(self.task, self.forward, self.run.optimizer, split, self.device, self.precision)]
+
+
+def train(spec: RunSpec, *, threads: int = 0) -> Summary:
+    """Train one run as ``spec.cfg`` says, write its record into ``spec.run_dir`` and return its summary."""
+    device, precision = open_device(spec.cfg, threads)
+    run = Run(spec, device, precision)
+    task = run.build_task()
+    forward = compile_or_warn(task.model, task, device, precision) if spec.cfg.run.compile else task.model
+    run.build_rest(compiled=forward is not task.model)
+    (summary,) = train_runs([run], Alone(run, forward), progress=spec.cfg.run.progress)
+    return summary
+
+
+def open_device(cfg: DictConfig, threads: int = 0) -> tuple[torch.device, Any]:
+    """Threads, device, precision and backend settings for runs of ``cfg``."""
     if threads > 0:
         torch.set_num_threads(threads)
     device = select_device(cfg.run.device)
     precision = resolve_precision(cfg.run.precision, device)
     configure_backends(device)
-    run = Run(cfg, run_dir, choices=choices, loggers=loggers, hydra_dir=hydra_dir, device=device, precision=precision)
-    task = run.build_task()
-    model = task.model
-    forward = compile_or_warn(model, task, device, precision) if cfg.run.compile else model
-    run.build_rest(compiled=forward is not model)
-    optimizer, schedule, state = run.optimizer, run.schedule, run.state
-    run.start()
+    return device, precision
 
-    # --- the loop ----------------------------------------------------------------------------------
+
+def train_runs(runs: Sequence[Run], engine: Engine, *, progress: bool = True) -> list[Summary]:
+    """Train every run to its end through ``engine`` and return their summaries, in order.
+
+    The runs share their loop settings (lrexp.batched.batch_key), so they plan every step alike. A run
+    resumed from a later checkpoint waits there for the others; a run that diverges is recorded at once
+    and the others go on. A stop signal checkpoints every unfinished run, records it as interrupted and
+    exits as the signal asks.
+    """
+    every = runs[0].every
+    for run in runs:
+        run.start()
     stop = StopRequest()
-    bar = tqdm(total=run.every.steps, initial=state.step, disable=None if cfg.run.progress else True, unit="step", dynamic_ncols=True)
-    state.started = time.perf_counter()  # training time: set-up (imports, loggers) is not counted
-    with stop, bar, logging_redirect_tqdm(), contextlib.closing(run.metrics):
-        model.train()
-        while not run.done:
-            step = state.step
-            log_row, evaluate, test = run.every.plan(step)
-            if log_row:
-                settings = run.settings()
+    step = min(run.state.step for run in runs)
+    bar = tqdm(total=every.steps, initial=step, disable=None if progress else True, unit="step", dynamic_ncols=True)
+    started = time.perf_counter()  # training time: set-up (imports, loggers) is not counted
+    for run in runs:
+        run.state.started = started
+    # The runs that take the current step, recomputed only when one joins or stops (not every step).
+    active = [i for i, run in enumerate(runs) if not run.done and run.state.step == step]
+    waiting = sorted({run.state.step for run in runs if not run.done and run.state.step > step})
+    with stop, bar, logging_redirect_tqdm(), contextlib.ExitStack() as files:
+        for run in runs:
+            files.enter_context(contextlib.closing(run.metrics))
+        engine.train_mode()
+        while active or waiting:
+            if waiting and waiting[0] == step:
+                waiting.pop(0)
+                active = [i for i, run in enumerate(runs) if not run.done and run.state.step == step]
+            log_row, evaluate, test = every.plan(step)
+            settings = {i: runs[i].settings() for i in active} if log_row else {}
 
-            x, y = task.train_batch(step)
-            with autocast(device, precision):
-                loss = task.loss(forward, x, y)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            schedule.after_step()
-            state.loss_sum += loss.detach()
-            state.n_summed += 1
-            if state.time_to_first_step_s is None:
-                state.time_to_first_step_s = time.time() - process_start_time()
+            losses = engine.loss_and_grads(step)
+            for i in active:
+                runs[i].update(log_row)
+            if len(active) == len(runs):
+                engine.loss_sums += losses
+            else:  # the slots of runs that are done or waiting are computed, and ignored
+                taking = torch.zeros(len(runs), dtype=torch.bool, device=engine.device)
+                taking[active] = True
+                engine.loss_sums += torch.where(taking, losses, 0.0)
+            for i in active:
+                state = runs[i].state
+                state.n_summed += 1
+                if state.time_to_first_step_s is None:
+                    state.time_to_first_step_s = time.time() - process_start_time()
 
-            if log_row:
-                evaluations: dict[str, float] = {}
+            if log_row and active:
+                evaluations: list[Row] = [{} for _ in runs]
                 for split, due in (("val", evaluate), ("test", test)):
                     if due:
-                        evaluations.update(evaluate_split(task, forward, optimizer, split, device, precision))
-                row = run.record_row(step, settings, state.take_mean_loss(), evaluations)
+                        for row, values in zip(evaluations, engine.evaluate(split)):
+                            row.update(values)
+                for i, numbers in zip(active, take_row_numbers(runs, active, engine.loss_sums)):
+                    row = runs[i].record_row(step, settings[i], numbers, evaluations[i])
                 bar.update(step + 1 - bar.n)
-                bar.set_postfix(lr=f"{row['lr']:.3g}", loss=f"{row[TRAIN_LOSS.name]:.4g}", refresh=False)
-            run.after_step()
-            if stop.signum is not None and not run.done:
-                run.interrupt(stop.name)
+                if len(runs) == 1:
+                    bar.set_postfix(lr=f"{row['lr']:.3g}", loss=f"{row[TRAIN_LOSS.name]:.4g}", refresh=False)
+                else:
+                    bar.set_postfix(training=sum(not run.done for run in runs), refresh=False)
+            for i in active:
+                runs[i].after_step()
+                if runs[i].stopped and len(runs) > 1:  # diverged: its record now; the others go on
+                    runs[i].finish()
+            if any(runs[i].stopped for i in active):
+                active = [i for i in active if not runs[i].stopped]
+            step += 1
+            if step >= every.steps:
+                active = []
+            if stop.signum is not None and not all(run.done for run in runs):
+                for run in runs:
+                    if not run.done:
+                        run.interrupt(stop.name)
                 break
 
-    # --- the record --------------------------------------------------------------------------------
-    summary = run.finish()
-    if summary.status is Status.INTERRUPTED:
+    ended = time.perf_counter()
+    for run in runs:
+        run.state.ended = run.state.ended or ended
+    summaries = [run.summary if run.finished else run.finish() for run in runs]
+    if any(s.status is Status.INTERRUPTED for s in summaries):
         stop.exit()
-    return summary
+    return summaries
+
+
+def take_row_numbers(runs: Sequence[Run], active: Sequence[int], loss_sums: torch.Tensor) -> list[dict[str, float]]:
+    """Each active run's mean training loss since its last row and its step's gradient norm, in one host
+    sync for all of them; their loss sums start again from zero."""
+    counts = torch.tensor([runs[i].state.n_summed for i in active], dtype=loss_sums.dtype, device=loss_sums.device)
+    means = loss_sums[active] / counts
+    norms = torch.stack([runs[i].grad_norm.float() for i in active])
+    values = torch.cat([means, norms]).tolist()
+    loss_sums[active] = 0.0
+    for i in active:
+        runs[i].state.n_summed = 0
+    n = len(active)
+    return [{TRAIN_LOSS.name: values[k], GRAD_NORM: values[n + k]} for k in range(n)]
+
+
+def total_norm(params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of all the parameters' gradients together (a device tensor: no host sync), as
+    clip_grad_norm_ computes it."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.full((), math.nan, device=params[0].device if params else None)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 def evaluate_split(
@@ -400,40 +531,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-# What metrics.csv records of the parameter groups at every logged step: the LR the step applies, and the
-# momentum (Adam's beta1, which OneCycleLR and CyclicLR cycle) and weight decay it applies with it.
-SETTINGS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "lr": lambda g: g["lr"],
-    "momentum": lambda g: g["betas"][0] if "betas" in g else g.get("momentum"),
-    "weight_decay": lambda g: g.get("weight_decay"),
-}
-
-
-@dataclass(frozen=True)
-class GroupColumn:
-    column: str  # "lr", "lr_decay", "momentum", ...
-    setting: str  # a key of SETTINGS
-    group: int  # the param group it reads
-
-
-def group_columns(optimizer: torch.optim.Optimizer, setting: str) -> list[GroupColumn]:
-    """The columns of one setting: ``lr`` for a single parameter group; with several, ``lr`` (the first
-    group's) then ``lr_<group name>`` for each. None where the optimizer has no such setting."""
-    groups = optimizer.param_groups
-    if all(SETTINGS[setting](g) is None for g in groups):
-        return []
-    first = [GroupColumn(setting, setting, 0)]
-    if len(groups) == 1:
-        return first
-    return first + [GroupColumn(f"{setting}_{g.get('name', i)}", setting, i) for i, g in enumerate(groups)]
-
-
-def read_settings(optimizer: torch.optim.Optimizer, columns: Sequence[GroupColumn]) -> dict[str, float]:
-    """The current value of every settings column (Python floats from the param groups: no host sync)."""
-    groups = optimizer.param_groups
-    return {c.column: float(SETTINGS[c.setting](groups[c.group])) for c in columns}
 
 
 def is_diverged(row: Row, first_loss: float, factor: float | None, val_loss: str) -> bool:

@@ -14,10 +14,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from lrexp.errors import ConfigError, first_line
+from lrexp.protocol import Settings
+from lrexp.schedule_spec import FLOOR, WARMUP, ScheduleSpec
+
+# lrexp's own key in an optimizer node (lrexp.build, which imports torch, keeps it from the optimizer).
+CLIP = "clip_grad_norm"
 
 # Schedule lengths that must be at least one step, and those that may be zero.
 POSITIVE_STEPS = ("T_max", "step_size", "T_0", "total_steps", "num_training_steps", "num_decay_steps", "timescale")
@@ -42,21 +47,25 @@ def validate(cfg: DictConfig) -> None:
             cfg.optimizer.warmup_steps,
             "must be 0: warm up with scheduler.warmup, so that the logged LR is the one applied",
         )
-    warmup, floor = cfg.scheduler.get("warmup", 0), cfg.scheduler.get("floor", 0.0)
-    if not (_is_int(warmup) and 0 <= warmup < run.steps):
+    if "report" in cfg:
+        Settings.of(cfg.report)  # how the sweep's report will judge: refused now, not when the sweep has run
+    clip = cfg.optimizer.get(CLIP)
+    if clip is not None and not (_is_number(clip) and clip > 0):
+        raise ConfigError(f"optimizer.{CLIP}", clip, "must be a number > 0 (the largest gradient norm a step applies), or null")
+    spec = _schedule_spec(cfg.scheduler)
+    if not (_is_int(spec.warmup) and 0 <= spec.warmup < run.steps):
         raise ConfigError(
-            "scheduler.warmup", warmup, f"must be a number of steps >= 0 and below run.steps ({run.steps}), e.g. '${{steps:1/20}}'"
+            f"scheduler.{WARMUP}", spec.warmup, f"must be a number of steps >= 0 and below run.steps ({run.steps}), e.g. '${{steps:1/20}}'"
         )
-    if not (_is_number(floor) and 0 <= floor < 1):
-        raise ConfigError("scheduler.floor", floor, "must be a fraction of the peak LR in [0, 1)")
-    schedule = {k: v for k, v in _resolved(cfg.scheduler, "scheduler").items() if k not in ("warmup", "floor")}
-    if warmup and schedule.get("num_warmup_steps"):
+    if not (_is_number(spec.floor) and 0 <= spec.floor < 1):
+        raise ConfigError(f"scheduler.{FLOOR}", spec.floor, "must be a fraction of the peak LR in [0, 1)")
+    if spec.warmup and spec.kwargs.get("num_warmup_steps"):
         raise ConfigError(
-            "scheduler.warmup",
-            warmup,
-            f"{schedule.get('_target_')} warms up by itself (scheduler.num_warmup_steps={schedule['num_warmup_steps']}): set one of the two to 0",
+            f"scheduler.{WARMUP}",
+            spec.warmup,
+            f"{spec.target} warms up by itself (scheduler.num_warmup_steps={spec.kwargs['num_warmup_steps']}): set one of the two to 0",
         )
-    validate_schedule(schedule, run.steps - warmup, cfg.optimizer.lr)
+    validate_schedule(spec.kwargs, run.steps - spec.warmup, cfg.optimizer.lr)
 
 
 def validate_schedule(kwargs: Mapping[str, Any], steps: int, lr: float) -> None:
@@ -99,11 +108,11 @@ def validate_schedule(kwargs: Mapping[str, Any], steps: int, lr: float) -> None:
         _positive_number(key("max_lr"), kwargs["max_lr"])
 
 
-def _resolved(node: DictConfig, group: str) -> Mapping[str, Any]:
+def _schedule_spec(node: DictConfig) -> ScheduleSpec:
     try:
-        return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+        return ScheduleSpec.of(node)
     except OmegaConfBaseException as e:
-        raise ConfigError(getattr(e, "full_key", None) or group, None, f"cannot be resolved: {first_line(e.msg or e)}") from None
+        raise ConfigError(getattr(e, "full_key", None) or "scheduler", None, f"cannot be resolved: {first_line(e.msg or e)}") from None
 
 
 def _is_int(v: Any) -> bool:

@@ -26,8 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from lrexp.compare import LOSS, Comparison, Run, compare, find_runs, table
+from lrexp.compare import LOSS, Comparison, RunRecord, compare, find_runs
+from lrexp.diagnostics import diagnose
 from lrexp.errors import describe
+from lrexp.protocol import PROTOCOL
 from lrexp.record import STEP, Metric, Status
 from lrexp.verdict import headline, markdown_table
 
@@ -199,15 +201,16 @@ def build_wandb_report(
         ),
     ]
     if comparison is not None:
-        blocks += [wr.H2("Local comparison table"), wr.MarkdownBlock(text=markdown_table(comparison, table(comparison)))]
-        if comparison.flags:
-            blocks += [wr.H2("Notes"), wr.MarkdownBlock(text="\n".join(f"- {f.text}" for f in comparison.flags))]
+        diagnosis = diagnose(comparison)
+        blocks += [wr.H2("Local comparison table"), wr.MarkdownBlock(text=markdown_table(comparison, diagnosis))]
+        if diagnosis.flags:
+            blocks += [wr.H2("Notes"), wr.MarkdownBlock(text="\n".join(f"- {f.text}" for f in diagnosis.flags))]
     title = f"lrexp: {group_key} comparison" + (f" ({sweep_name(group)})" if group else "")
     return wr.Report(
         entity=entity or "",
         project=project,
         title=title[:128],
-        description=headline(comparison) if comparison else NO_LOCAL_RUNS,
+        description=headline(comparison, diagnose(comparison)) if comparison else NO_LOCAL_RUNS,
         blocks=blocks,
         width="fluid",
     )
@@ -253,10 +256,9 @@ def summary_text(comparison: Comparison | None) -> str:
     counts = {s.value: sum(r.status is s for r in runs) for s in Status}
     done = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     return (
-        f"{headline(comparison)} {len(runs)} runs ({done}); {plural(len(comparison.groups), 'value')} of {comparison.group_key} compared; "
-        f"varying: {', '.join(comparison.varying) or 'nothing'}. Each at its best setting on validation, compared on the "
-        f"{'held-out test' if comparison.split == 'test' else 'validation'} split: 95% intervals over seeds, paired "
-        "differences from the best with Holm's correction; curves show the mean with a min-max band."
+        f"{headline(comparison, diagnose(comparison))} {len(runs)} runs ({done}); {plural(len(comparison.groups), 'value')} of "
+        f"{comparison.group_key} compared; varying: {', '.join(comparison.varying) or 'nothing'}. {PROTOCOL} Curves show the mean "
+        "with a min-max band."
     )
 
 
@@ -267,7 +269,7 @@ def plural(n: int, word: str) -> str:
 # --- what the local runs say about W&B ---------------------------------------------------------------------
 
 
-def recorded_wandb(runs: Sequence[Run]) -> dict[str, Any]:
+def recorded_wandb(runs: Sequence[RunRecord]) -> dict[str, Any]:
     """project, entity and group, where every run that went to W&B recorded the same value."""
     out: dict[str, Any] = {}
     records = [

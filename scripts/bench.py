@@ -66,10 +66,10 @@ def same_work(steps: int) -> list[str]:
 
 def train_summary(cfg) -> Summary:
     """lrexp's own loop in this process, no loggers (no plots): the run's summary."""
-    from lrexp.train import train
+    from lrexp.train import RunSpec, train
 
     with tempfile.TemporaryDirectory() as d:
-        return train(cfg, Path(d))
+        return train(RunSpec(cfg, Path(d)))
 
 
 def lrexp_loop(steps: int, fused: bool = True) -> float:

@@ -1,5 +1,5 @@
 """lrexp's replication suite: six published findings about LR schedules, each a sweep preset
-(conf/sweep/), run with the parallel launcher, then analysed with paired statistics (lrexp.replication).
+(conf/sweep/), run with the parallel launcher, then analysed with paired statistics (lrexp.studies.replication).
 
     python scripts/replicate.py                       # every finding: ~45 minutes on 2 CPU cores
     python scripts/replicate.py --finding 1,5         # chosen findings (numbers or preset names)
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from lrexp.replication import FINDINGS, Finding, analyse, markdown_table
+from lrexp.studies.replication import FINDINGS, Finding, analyse, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_FILE = "replicate_time.json"

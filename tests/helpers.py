@@ -35,14 +35,14 @@ def train_in_process(run_dir: Path, *overrides: str, plots: bool = False) -> dic
 
     from lrexp.loggers import RunInfo
     from lrexp.loggers.local import LocalLogger
-    from lrexp.train import train
+    from lrexp.train import RunSpec, train
     from lrexp.validate import validate
 
     cfg, choices = compose_config("run.progress=false", *overrides)
     validate(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     info = RunInfo(run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    train(cfg, run_dir, choices=choices, loggers=[LocalLogger(run=info, plots=plots, dpi=110)])
+    train(RunSpec(cfg, run_dir, choices=choices, loggers=[LocalLogger(run=info, plots=plots, dpi=110)]))
     return summary_json(run_dir)
 
 

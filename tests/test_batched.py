@@ -39,19 +39,20 @@ TINYLM_SMALL = [
 
 def together(root: Path, common: list[str], variants: list[list[str]]) -> list[Path]:
     """The variants trained as one batch, in process (as the launcher does, without Hydra's sweep)."""
-    from lrexp.batched import Job, build_batch, train_together
+    from lrexp.batched import build_batch
+    from lrexp.train import RunSpec, train_runs
     from lrexp.validate import validate
 
-    jobs, dirs = [], []
+    specs, dirs = [], []
     for i, variant in enumerate(variants):
         cfg, choices = compose_config("run.progress=false", *common, *variant)
         validate(cfg)
         dirs.append(root / f"batched{i}")
         dirs[-1].mkdir(parents=True)
-        jobs.append(Job(cfg, dirs[-1], choices=choices))
-    batch, built = build_batch(jobs)
+        specs.append(RunSpec(cfg, dirs[-1], choices=choices))
+    batch, built = build_batch(specs)
     assert batch is not None and all(not isinstance(b, BaseException) for b in built), built
-    train_together(batch, progress=False)
+    train_runs(batch.runs, batch, progress=False)
     return dirs
 
 

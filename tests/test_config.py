@@ -13,7 +13,8 @@ from hydra.utils import get_object
 from omegaconf import MISSING, OmegaConf
 
 import lrexp.config
-from lrexp.build import split_schedule
+from lrexp.build import optimizer_node
+from lrexp.schedule_spec import ScheduleSpec
 from lrexp.targets import check_signature
 from tests.helpers import SCHEDULES, compose_config, run_cli
 
@@ -57,9 +58,9 @@ def test_every_schedule_targets_a_library_callable_with_valid_keys(name):
     target = cfg.scheduler._target_
     assert target.startswith(("torch.optim.lr_scheduler.", "transformers.")), target
     get_object(target)  # importable
-    inner, warmup, floor = split_schedule(cfg.scheduler)
-    assert floor == 0.0 and warmup == (30 if name == "schedule_free" else 0)  # lrexp's own keys, on every schedule
-    check_signature(inner, "scheduler")  # every other key is a parameter of the callable
+    spec = ScheduleSpec.of(cfg.scheduler)
+    assert spec.floor == 0.0 and spec.warmup == (30 if name == "schedule_free" else 0)  # lrexp's own keys, on every schedule
+    check_signature(OmegaConf.create(spec.node), "scheduler")  # every other key is a parameter of the callable
 
 
 @pytest.mark.parametrize("name", options("optimizer"))
@@ -69,7 +70,8 @@ def test_every_optimizer_composes_typed_and_fused(name):
     assert isinstance(cfg.optimizer.lr, float)
     if cfg.optimizer._target_.startswith("torch.optim."):
         assert cfg.optimizer.fused is True  # torch's fused kernels by default (schedulefree has none)
-    check_signature(cfg.optimizer, "optimizer")  # the callable's signature is the optimizer's schema
+    assert cfg.optimizer.clip_grad_norm is None  # lrexp's own key, on every optimizer: no clipping by default
+    check_signature(optimizer_node(cfg.optimizer), "optimizer")  # the callable's signature is the optimizer's schema
 
 
 def schema_leaves(node, prefix=""):

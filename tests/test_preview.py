@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from lrexp.plots import MARKER_STYLE, draw_lr
-from lrexp.schedules import lr_markers
+from lrexp.schedule_spec import lr_markers
 from tests.helpers import ARTICLE_SCHEDULES, run_cli
 from tests.test_schedules import REFERENCES, reference_lrs
 

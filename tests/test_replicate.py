@@ -1,4 +1,4 @@
-"""The replication suite (scripts/replicate.py, lrexp/replication.py): the verdict rules, every preset
+"""The replication suite (scripts/replicate.py, lrexp/studies/replication.py): the verdict rules, every preset
 composes, and the reduced findings CI can afford (5: the article's ExponentialLR stalls; 3: warm-up
 raises the largest LR that trains) reproduce on real runs, with the table written as printed."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from lrexp.replication import FINDINGS, Verdict, directional, parity
+from lrexp.studies.replication import FINDINGS, Verdict, directional, parity
 from tests.helpers import cli_env
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import matplotlib.image
 import pytest
@@ -15,7 +16,9 @@ from tests.helpers import run_cli, summary_json, table_without_time, train_in_pr
 # End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
 pytestmark = pytest.mark.slow
 
-CONTRACT_COLUMNS = ["step", "lr", "momentum", "weight_decay", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "time_s"]
+CONTRACT_COLUMNS = [
+    "step", "lr", "momentum", "weight_decay", "train_loss", "grad_norm", "val_loss", "val_acc", "test_loss", "test_acc", "time_s"
+]  # fmt: skip
 PLOTS = ["lr.png", "loss.png", "val_acc.png", "overview.png"]  # one figure per metric the task declares beyond its loss
 
 
@@ -39,10 +42,11 @@ def test_cli_run_leaves_the_whole_output_contract(tmp_path):
     evaluated = [r["step"] for r in rows if r["val_loss"] is not None]
     assert evaluated == [0, 20, 40, 44]
     for r, cells in zip(rows, raw):
-        assert (r["val_loss"] is None) == (cells[5] == "") == (cells[6] == "")  # empty where not evaluated
-        assert (r["step"] != 44) == (cells[7] == "") == (cells[8] == "")  # the test split: at the last step only
+        assert (r["val_loss"] is None) == (cells[6] == "") == (cells[7] == "")  # empty where not evaluated
+        assert (r["step"] != 44) == (cells[8] == "") == (cells[9] == "")  # the test split: at the last step only
         assert (r["momentum"], r["weight_decay"]) == (0.9, 0.1)  # AdamW's beta1 and weight decay, as applied
         assert r["lr"] > 0 and r["train_loss"] > 0 and r["time_s"] >= 0
+        assert 0 < r["grad_norm"] < math.inf  # the gradient norm of the row's own step
     assert [r["time_s"] for r in rows] == sorted(r["time_s"] for r in rows)
     assert rows[0]["lr"] == 1e-3 and rows[-1]["lr"] == pytest.approx(1e-5)  # milestones 15 and 30 at 45 steps
 
@@ -112,7 +116,8 @@ def test_several_param_groups_get_one_lr_column_each(tmp_path, quick):
     rows = read_metrics(tmp_path)
     assert list(rows[0]) == [
         "step", "lr", "lr_weights", "lr_biases", "momentum", "momentum_weights", "momentum_biases",
-        "weight_decay", "weight_decay_weights", "weight_decay_biases", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "time_s",
+        "weight_decay", "weight_decay_weights", "weight_decay_biases", "train_loss", "grad_norm", "val_loss", "val_acc", "test_loss", "test_acc",
+            "time_s",
     ]  # fmt: skip
     assert all(r["lr"] == r["lr_weights"] == 1e-3 and r["lr_biases"] == 5e-4 for r in rows)
     assert json.loads((tmp_path / "summary.json").read_text())["lr_columns"] == ["lr", "lr_weights", "lr_biases"]

@@ -65,22 +65,25 @@ def test_basic_sweep_leaves_one_complete_run_per_job_and_one_report(basic_sweep)
 
 
 def test_report_table_matches_the_runs_own_metrics(basic_sweep):
-    """Each schedule at its best LR, chosen on validation; then, on the held-out test split: the mean and its
-    95% t interval, the paired difference from the best with its interval, seeds won, Holm's p. Every number
+    """Each schedule at its best LR, chosen on validation, and ranked on validation; then, on the held-out
+    test split: the mean and its 95% t interval, the paired difference from the reference (the best on
+    validation) with its interval, seeds won, Holm's p, and the claim the margin allows. Every number
     recomputed here, with scipy, from each run's own metrics.csv."""
     by_cell: dict[tuple, list[Path]] = {}
     for d in job_dirs(basic_sweep):
         o = overrides(d)
         by_cell.setdefault((o["scheduler"], o["optimizer.lr"]), []).append(d)
-    test = {}  # schedule -> seed -> final test loss, at the LR validation chose
+    test, val = {}, {}  # schedule -> seed -> final test loss, at the LR validation chose; schedule -> mean final val loss
     for sched in {s for s, _ in by_cell}:
         lr = min((lr for s, lr in by_cell if s == sched), key=lambda lr: mean_val(by_cell[(sched, lr)]))
         assert lr == "0.001"  # the diverging LR can never be chosen
         test[sched] = {int(overrides(d)["seed"]): last_row(d)["test_loss"] for d in by_cell[(sched, lr)]}
-    order = sorted(test, key=lambda s: statistics.fmean(test[s].values()))
+        val[sched] = mean_val(by_cell[(sched, lr)])
+    order = sorted(test, key=lambda s: val[s])
     table = read_csv(basic_sweep / "summary.csv")
-    assert [r["scheduler"] for r in table] == order  # ranked by the held-out number the table reports
+    assert [r["scheduler"] for r in table] == order  # ranked by validation, which chose; test only reports
     best = test[order[0]]
+    margin = 0.005 * statistics.fmean(best.values())  # report.margin x the reference's loss
     for rank, row in enumerate(table, 1):
         values = list(test[row["scheduler"]].values())
         n, mean, sd = len(values), statistics.fmean(values), statistics.stdev(values)
@@ -91,8 +94,9 @@ def test_report_table_matches_the_runs_own_metrics(basic_sweep):
         assert (float(row["final_test_loss_ci_low"]), float(row["final_test_loss_ci_high"])) == pytest.approx(
             (mean - half, mean + half), rel=1e-9
         )
+        assert float(row["final_val_loss_mean"]) == pytest.approx(val[row["scheduler"]], rel=1e-12)
         if rank == 1:
-            assert row["diff_mean"] == "" and row["p_holm"] == ""
+            assert row["diff_mean"] == "" and row["p_holm"] == "" and row["claim"] == "reference"
             continue
         diffs = [test[row["scheduler"]][s] - best[s] for s in sorted(best)]
         d_mean, d_half = statistics.fmean(diffs), sp.t.ppf(0.975, 2) * statistics.stdev(diffs) / math.sqrt(3)
@@ -100,12 +104,13 @@ def test_report_table_matches_the_runs_own_metrics(basic_sweep):
         assert (float(row["diff_ci_low"]), float(row["diff_ci_high"])) == pytest.approx((d_mean - d_half, d_mean + d_half), rel=1e-9)
         assert int(row["wins"]) == sum(d < 0 for d in diffs) and int(row["pairs"]) == 3 and row["paired"] == "True"
         p = sp.ttest_rel(list(test[row["scheduler"]].values()), list(best.values())).pvalue
-        assert float(row["p"]) == pytest.approx(p, rel=1e-9) and float(row["p_holm"]) == pytest.approx(p, rel=1e-9)  # one comparison
+        assert float(row["p"]) == pytest.approx(p, rel=1e-9) and float(row["p_holm"]) == pytest.approx(p, rel=1e-9)  # one pair
+        assert float(row["margin"]) == pytest.approx(margin, rel=1e-12)
         verdict = (basic_sweep / "report.md").read_text()
-        won = p < 0.05
-        assert (f"{order[0]} (at optimizer.lr=0.001, chosen on validation) wins" in verdict) == won and (
-            f"Cannot tell {order[0]}, {row['scheduler']} apart at 3 seeds" in verdict
-        ) == (not won)
+        won = p < 0.05 and d_mean - d_half > margin
+        assert row["claim"] == ("worse" if won else row["claim"]) and (row["claim"] == "worse") == won
+        assert (f"{order[0]} (at optimizer.lr=0.001, chosen on validation) wins" in verdict) == won
+        assert (f"No winner at 3 seeds: {order[0]} is best on validation" in verdict) == (not won)
     cells = read_csv(basic_sweep / "cells.csv")
     assert sorted((c["scheduler"], c["optimizer.lr"], c["diverged"]) for c in cells) == [
         ("cosine", "0.001", "0"),
@@ -217,7 +222,7 @@ def test_report_html_opens_offline_in_a_real_browser_with_every_image_decoded(ba
     check = json.loads(html.unescape(match.group(1)))
     figures = len(list((basic_sweep / "report").glob("*.png")))
     assert len(check["images"]) == figures and all(w > 0 for w in check["images"]), check["images"]
-    assert check["rows"] == 2 and (" wins: " in check["headline"] or check["headline"].startswith("Cannot tell"))
+    assert check["rows"] == 2 and (" wins: " in check["headline"] or check["headline"].startswith("No winner at"))
     assert check["overflow"] <= 0, "the report must fit a laptop screen without horizontal scrolling"
     shot = tmp_path / "shot.png"
     subprocess.run([chromium(), *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)

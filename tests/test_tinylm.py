@@ -70,7 +70,8 @@ def test_a_tiny_run_through_the_runner_writes_bpb_and_one_lr_column_per_group(tm
     rows = read_metrics(tmp_path)
     assert list(rows[0]) == [
         "step", "lr", "lr_decay", "lr_no_decay", "momentum", "momentum_decay", "momentum_no_decay", "weight_decay",
-        "weight_decay_decay", "weight_decay_no_decay", "train_loss", "val_loss", "val_acc", "val_bpb", "test_loss", "test_acc", "test_bpb", "time_s",
+        "weight_decay_decay", "weight_decay_no_decay", "train_loss", "grad_norm", "val_loss", "val_acc", "val_bpb", "test_loss", "test_acc",
+            "test_bpb", "time_s",
     ]  # fmt: skip
     assert rows[0]["weight_decay_decay"] == 0.1 and rows[0]["weight_decay_no_decay"] == 0.0  # each group's own
     assert s["lr_columns"] == ["lr", "lr_decay", "lr_no_decay"]

@@ -114,7 +114,17 @@ def test_everything_else_is_part_of_what_a_run_is(key):
 
 
 def test_columns_and_their_metrics():
-    assert metric_columns(["lr"], [LOSS, ACC]) == ["step", "lr", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "time_s"]
+    assert metric_columns(["lr"], [LOSS, ACC]) == [
+        "step",
+        "lr",
+        "train_loss",
+        "grad_norm",
+        "val_loss",
+        "val_acc",
+        "test_loss",
+        "test_acc",
+        "time_s",
+    ]
     assert metric_of("val_acc", [LOSS, ACC]) is ACC and metric_of("train_loss", [LOSS]) is TRAIN_LOSS
     assert metric_of("lr", [LOSS]) is None and metric_of("val_bpb", [LOSS]) is None
     assert ACC.title("val") == "validation accuracy" and ACC.better(0.9, 0.8) and LOSS.better(0.8, 0.9)

@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from lrexp.errors import ConfigError
-from lrexp.schedules import lr_markers, schedule_markers
+from lrexp.schedule_spec import ScheduleSpec, lr_markers
 from lrexp.validate import validate, validate_schedule
 
 RUN = {"steps": 100, "log_every": 10, "eval_every": 10, "test_every": 0, "checkpoint_every": 50, "diverge_factor": 10.0}
@@ -79,10 +79,11 @@ def test_markers_for_warm_up_decay_milestones_and_restarts():
 
 def test_lrexp_warm_up_marks_its_end_and_shifts_the_schedules_own_lines():
     node = {"_target_": "torch.optim.lr_scheduler.MultiStepLR", "milestones": [45, 90], "warmup": 30, "floor": 0.01}
-    assert schedule_markers(node, 165) == [
+    assert ScheduleSpec.of(node).markers(165) == [
         {"step": 30, "label": "warm-up end"}, {"step": 75, "label": "milestone"}, {"step": 120, "label": "milestone"}
     ]  # fmt: skip
-    assert schedule_markers({"milestones": [45], "warmup": 0, "floor": 0.0}, 100) == [{"step": 45, "label": "milestone"}]
+    assert ScheduleSpec.of({"milestones": [45], "warmup": 0, "floor": 0.0}).markers(100) == [{"step": 45, "label": "milestone"}]
+    assert ScheduleSpec.of({"milestones": [45]}).markers(100) == [{"step": 45, "label": "milestone"}]  # lrexp's keys default to 0
 
 
 def test_warm_up_and_floor_are_checked_like_any_length_and_fraction():
@@ -98,3 +99,12 @@ def test_warm_up_and_floor_are_checked_like_any_length_and_fraction():
     with pytest.raises(ConfigError) as e:
         validate(config(optimizer={"warmup_steps": 10}))
     assert e.value.key == "optimizer.warmup_steps"
+
+
+@pytest.mark.parametrize("clip", [0, -1.0, "big", True])
+def test_gradient_clipping_must_be_a_positive_norm_or_null(clip):
+    validate(config(optimizer={"clip_grad_norm": None}))
+    validate(config(optimizer={"clip_grad_norm": 1.0}))
+    with pytest.raises(ConfigError) as e:
+        validate(config(optimizer={"clip_grad_norm": clip}))
+    assert e.value.key == "optimizer.clip_grad_norm"

@@ -23,6 +23,7 @@ from scipy import stats as sp
 from lrexp.errors import ConfigError
 from lrexp.record import read_metrics
 from lrexp.tasks.digits import DigitsTask
+from lrexp.verdict import fmt_interval, fmt_num
 from tests.helpers import cli_env, compose_config, run_cli, summary_json
 
 # End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
@@ -338,16 +339,20 @@ def test_report_spec_builds_offline_with_the_panels(sweep, fallback_run, tmp_pat
         "cosine": [read_metrics(sweep_dir / str(i))[-1]["test_loss"] for i in range(3)],
         "step": [read_metrics(single_run)[-1]["test_loss"]],
     }
-    best = min(final, key=lambda k: statistics.fmean(final[k]))
+    val = {
+        "cosine": [read_metrics(sweep_dir / str(i))[-1]["val_loss"] for i in range(3)],
+        "step": [read_metrics(single_run)[-1]["val_loss"]],
+    }
+    best = min(val, key=lambda k: statistics.fmean(val[k]))  # validation ranks
     # A schedule with a single run: no interval, no verdict; the description says so instead of naming a winner.
-    assert report["description"].startswith(f"{best} has the best final test loss") and "no verdict" in report["description"]
+    assert report["description"].startswith(f"{best} is best on validation (final test loss") and "no verdict" in report["description"]
     (table,) = [b["content"] for b in blocks if b["type"] == "markdown-block" and b["content"].startswith("| rank")]
     for name, values in final.items():
         mean = statistics.fmean(values)
-        shown = f"{mean:.4f}"
+        shown = fmt_num(mean)
         if len(values) > 1:  # one run has no interval
             half = sp.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
-            shown += f" [{mean - half:.4f}, {mean + half:.4f}]"
+            shown = fmt_interval(mean, mean - half, mean + half)
         rank = 1 if name == best else 2
         assert f"| {rank} | {name} | - | {len(values)} | {shown} |" in table
 

@@ -135,7 +135,7 @@ class BatchedLauncher(Launcher):
         return PreparedJob(idx, overrides, config, task_cfg, hydra_cfg, output_dir)
 
     def _run_batch(self, jobs: list[PreparedJob]) -> dict[int, JobReturn]:
-        from lrexp.app import run_together
+        from lrexp.jobs import run_together
 
         assert self.hydra_context is not None and self.task_function is not None
         loggers = self._configure_logging(jobs)

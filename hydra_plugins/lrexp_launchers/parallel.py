@@ -30,7 +30,8 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-from lrexp.record import SUMMARY_FILE, Status, Summary, read_summary, write_summary
+from lrexp.jobs import choices_of, job_result, record_failure
+from lrexp.record import SUMMARY_FILE, read_summary
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,7 @@ class ParallelLauncher(JoblibLauncher):
             overrides=list(overrides), cfg=OmegaConf.create({}), hydra_cfg=cfg, working_dir=str(job_dir), task_name=cfg.hydra.job.name
         )
         if value is None and (job_dir / SUMMARY_FILE).exists():
-            summary = read_summary(job_dir)  # the task's return value: its final validation loss
-            value = summary.final.get(summary.loss.column("val")) if summary.loss else None
+            value = job_result(read_summary(job_dir))  # what the job itself returns
         ret.status, ret.return_value = JobStatus.COMPLETED, value
         return ret
 
@@ -131,12 +131,11 @@ class ParallelLauncher(JoblibLauncher):
         """A job whose own worker was killed: its failure written where every job records its own."""
         cfg = self._job_config(idx, overrides)
         job_dir = self._job_dir(idx, overrides)
-        choices = {g: cfg.hydra.runtime.choices.get(g) for g in ("task", "optimizer", "scheduler")}
         error = (
             "its worker process was killed, twice in the sweep and once on its own (the OS: out of memory?); rows and checkpoint are kept"
         )
         job_dir.mkdir(parents=True, exist_ok=True)
-        write_summary(job_dir, Summary(Status.FAILED, error=error, **choices, seed=cfg.get("seed"), steps=cfg.run.get("steps")))
+        record_failure(job_dir, cfg, choices_of(cfg.hydra), error)
         log.error("Parallel launcher: job %d failed: %s", idx, error)
         return self._returned(idx, overrides, job_dir)
 

@@ -32,11 +32,13 @@ class Task(Protocol):
         """The optimizer's parameter groups; a ``name`` key names the group's columns in metrics.csv."""
         ...
 
-    def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch of an optimizer step: a pure function of (seed, step), so resuming needs no loader state."""
+    def train_batch(self, step: int) -> tuple[Any, Any]:
+        """The batch of an optimizer step, (inputs, targets), each a tensor or a dict of tensors: a pure
+        function of (seed, step), so resuming needs no loader state. A task with a ``grad_accum``
+        attribute above 1 returns all of the step's micro-batches together; the loop splits them."""
         ...
 
-    def loss(self, model: Model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, model: Model, x: Any, y: Any) -> torch.Tensor:
         """The training loss of a batch (a scalar tensor)."""
         ...
 
@@ -49,6 +51,36 @@ class Task(Protocol):
         no ``.item()``, no in-place updates of tensors created outside, no data-dependent Python control
         flow. Tasks that are not train alone, as every task can."""
         ...
+
+
+Batch = Any  # a tensor, or a dict / tuple / list of tensors (what a task's train_batch returns as x or y)
+
+
+def split_batch(batch: Batch, n: int) -> list[Batch]:
+    """``batch`` cut along its first dimension into ``n`` equal micro-batches (gradient accumulation)."""
+    if isinstance(batch, torch.Tensor):
+        if batch.shape[0] % n:
+            raise ValueError(f"a batch of {batch.shape[0]} cannot be split into {n} equal micro-batches")
+        return list(batch.chunk(n))
+    if isinstance(batch, dict):
+        parts = {k: split_batch(v, n) for k, v in batch.items()}
+        return [{k: v[i] for k, v in parts.items()} for i in range(n)]
+    if isinstance(batch, (tuple, list)):
+        columns = [split_batch(v, n) for v in batch]
+        return [type(batch)(c[i] for c in columns) for i in range(n)]
+    raise TypeError(f"cannot split a batch of type {type(batch).__name__}")
+
+
+def stack_batches(batches: Sequence[Batch], dim: int = 0) -> Batch:
+    """Batches of several runs stacked along a new dimension, structure kept (lrexp.batched)."""
+    first = batches[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(list(batches), dim)
+    if isinstance(first, dict):
+        return {k: stack_batches([b[k] for b in batches], dim) for k in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(stack_batches([b[i] for b in batches], dim) for i in range(len(first)))
+    raise TypeError(f"cannot stack batches of type {type(first).__name__}")
 
 
 def build_task(node: DictConfig, device: torch.device, seed: int) -> Task:

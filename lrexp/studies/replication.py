@@ -17,7 +17,6 @@ Every choice of peak LR is made on the validation split; the effects are measure
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from collections import defaultdict
@@ -31,7 +30,8 @@ import numpy as np
 import yaml
 
 from lrexp import stats
-from lrexp.compare import LR_KEY, Run, declared_metrics, find_runs
+from lrexp.compare import LR_KEY, RunRecord, compare, declared_metrics, find_runs
+from lrexp.diagnostics import diagnose
 from lrexp.record import Status
 
 MARGIN = 0.02  # parity claims: within 2% of the reference's loss (fixed before any sweep was run)
@@ -83,10 +83,10 @@ def parity(low: float, high: float, margin: float, one_sided: bool = False) -> V
 # --- reading a sweep ------------------------------------------------------------------------------
 
 
-Cells = dict[tuple[str, ...], dict[int, Run]]  # (value of each key) -> seed -> run
+Cells = dict[tuple[str, ...], dict[int, RunRecord]]  # (value of each key) -> seed -> run
 
 
-def cells(runs: Iterable[Run], keys: Sequence[str]) -> Cells:
+def cells(runs: Iterable[RunRecord], keys: Sequence[str]) -> Cells:
     out: Cells = defaultdict(dict)
     for r in runs:
         if r.seed is not None:
@@ -94,12 +94,12 @@ def cells(runs: Iterable[Run], keys: Sequence[str]) -> Cells:
     return dict(out)
 
 
-def final(run: Run, column: str) -> float:
+def final(run: RunRecord, column: str) -> float:
     v = run.summary.final.get(column) if run.status is Status.COMPLETED else None
     return float(v) if v is not None and math.isfinite(float(v)) else math.nan
 
 
-def at_step(run: Run, column: str, step: int) -> float:
+def at_step(run: RunRecord, column: str, step: int) -> float:
     """The column's value in the first row at or after ``step`` that holds it."""
     for row in run.rows:
         if row["step"] >= step and row.get(column) is not None:
@@ -107,7 +107,7 @@ def at_step(run: Run, column: str, step: int) -> float:
     return math.nan
 
 
-def mean_of(cell: Mapping[int, Run], column: str) -> float:
+def mean_of(cell: Mapping[int, RunRecord], column: str) -> float:
     values = [final(r, column) for r in cell.values()]
     return statistics.fmean(values) if values and not any(math.isnan(v) for v in values) else math.inf
 
@@ -118,7 +118,7 @@ class Choice:
     end of the grid (then the best LR may lie beyond it, and the comparison is not at a tuned LR)."""
 
     lr: str
-    runs: dict[int, Run]
+    runs: dict[int, RunRecord]
     edge: bool
 
     def __str__(self) -> str:
@@ -136,12 +136,12 @@ def tuned(cs: Cells, prefix: tuple[str, ...], val: str) -> Choice:
     return Choice(lr, runs, len(grid) > 1 and float(lr) in (grid[0], grid[-1]))
 
 
-def columns(runs: Sequence[Run]) -> tuple[str, str]:
+def columns(runs: Sequence[RunRecord]) -> tuple[str, str]:
     loss = declared_metrics(runs)[0]
     return loss.column("val"), loss.column("test")
 
 
-def per_seed(cell: Mapping[int, Run], value: Callable[[Run], float]) -> dict[int, float]:
+def per_seed(cell: Mapping[int, RunRecord], value: Callable[[RunRecord], float]) -> dict[int, float]:
     return {s: v for s, r in cell.items() if not math.isnan(v := value(r))}
 
 
@@ -161,7 +161,7 @@ def outcome(finding: str, claim: str, effect: str, d: stats.Difference, verdict:
 # --- 1: straight to zero --------------------------------------------------------------------------
 
 
-def straight_to_zero(runs: list[Run]) -> list[Outcome]:
+def straight_to_zero(runs: list[RunRecord]) -> list[Outcome]:
     val, test = columns(runs)
     cs = cells(runs, ["scheduler", "run.steps", LR_KEY])
     lengths = sorted({int(k[1]) for k in cs})
@@ -199,19 +199,19 @@ def straight_to_zero(runs: list[Run]) -> list[Outcome]:
     ]  # fmt: skip
 
 
-def _tokens_per_step(runs: Sequence[Run]) -> int:
+def _tokens_per_step(runs: Sequence[RunRecord]) -> int:
     cfg = _config(runs[0])
     return int(cfg["task"]["batch_size"]) * int(cfg["task"]["context"])
 
 
-def _config(run: Run) -> dict[str, Any]:
+def _config(run: RunRecord) -> dict[str, Any]:
     return yaml.safe_load((run.dir / ".hydra" / "config.yaml").read_text())
 
 
 # --- 2: warmup-stable-decay -----------------------------------------------------------------------
 
 
-def wsd_cooldown(runs: list[Run]) -> list[Outcome]:
+def wsd_cooldown(runs: list[RunRecord]) -> list[Outcome]:
     val, test = columns(runs)
     cs = cells(runs, ["scheduler", LR_KEY])
     chosen = {s: tuned(cs, (s,), val) for s in {k[0] for k in cs}}
@@ -242,14 +242,14 @@ def wsd_cooldown(runs: list[Run]) -> list[Outcome]:
 # --- 3: warm-up raises the largest trainable LR ---------------------------------------------------
 
 
-def trains(run: Run, val: str) -> bool:
+def trains(run: RunRecord, val: str) -> bool:
     if run.status is not Status.COMPLETED:
         return False
     first = next((float(r[val]) for r in run.rows if r.get(val) is not None), math.nan)
     return final(run, val) < TRAINS * first
 
 
-def warmup_stability(runs: list[Run]) -> list[Outcome]:
+def warmup_stability(runs: list[RunRecord]) -> list[Outcome]:
     val, test = columns(runs)
     cs = cells(runs, ["scheduler.warmup", LR_KEY])
     warmups = sorted({k[0] for k in cs}, key=lambda w: w not in ("0", ""))  # no warm-up first
@@ -298,7 +298,7 @@ def _best_lr_note(cs: Cells, warmups: list[str], val: str, test: str) -> str:
 # --- 4: schedule-free -----------------------------------------------------------------------------
 
 
-def schedule_free(runs: list[Run]) -> list[Outcome]:
+def schedule_free(runs: list[RunRecord]) -> list[Outcome]:
     val, test = columns(runs)
     cs = cells(runs, ["scheduler", "run.steps", LR_KEY])
     lengths = sorted({int(k[1]) for k in cs})
@@ -333,7 +333,7 @@ def schedule_free(runs: list[Run]) -> list[Outcome]:
 # --- 5: the article's ExponentialLR stalls --------------------------------------------------------
 
 
-def learned_after(run: Run, val: str, fraction: float = 0.25) -> float:
+def learned_after(run: RunRecord, val: str, fraction: float = 0.25) -> float:
     """The share of the run's validation-loss decrease that comes after its first ``fraction``."""
     points = [(r["step"], float(r[val])) for r in run.rows if r.get(val) is not None]
     start, end = points[0][1], points[-1][1]
@@ -342,7 +342,7 @@ def learned_after(run: Run, val: str, fraction: float = 0.25) -> float:
     return (at - end) / (start - end)
 
 
-def exp_stall(runs: list[Run]) -> list[Outcome]:
+def exp_stall(runs: list[RunRecord]) -> list[Outcome]:
     val, _ = columns(runs)
     cs = cells(runs, ["scheduler"])
     share = {s[0]: per_seed(c, lambda r: learned_after(r, val) if r.status is Status.COMPLETED else math.nan) for s, c in cs.items()}
@@ -367,7 +367,7 @@ def exp_stall(runs: list[Run]) -> list[Outcome]:
 # --- 6: the tuning protocol changes rankings ------------------------------------------------------
 
 
-def tuning_protocol(runs: list[Run], fixed_lr: str = "1e-3", seed: int = 0) -> list[Outcome]:
+def tuning_protocol(runs: list[RunRecord], fixed_lr: str = "1e-3", seed: int = 0) -> list[Outcome]:
     val, test = columns(runs)
     cs = cells(runs, ["scheduler", LR_KEY])
     schedules = sorted({k[0] for k in cs})
@@ -415,7 +415,7 @@ class Finding:
     number: int
     preset: str  # conf/sweep/<preset>.yaml
     source: str
-    analysis: Callable[[list[Run]], list[Outcome]]
+    analysis: Callable[[list[RunRecord]], list[Outcome]]
     reduced: tuple[str, ...] = ()  # overrides of the small version CI runs (empty: none)
 
 
@@ -432,24 +432,21 @@ FINDINGS = (
 
 def analyse(finding: Finding, sweep_dir: Path) -> list[Outcome]:
     """The finding's outcomes; the first also says what lrexp's own report on the sweep flagged."""
-    outcomes = [replace(o, source=finding.source) for o in finding.analysis(find_runs([sweep_dir]))]
-    flags = report_flags(sweep_dir)
-    return [replace(outcomes[0], detail=f"{outcomes[0].detail}; the sweep's report flags: {flags}"), *outcomes[1:]]
+    runs = find_runs([sweep_dir])
+    outcomes = [replace(o, source=finding.source) for o in finding.analysis(runs)]
+    return [replace(outcomes[0], detail=f"{outcomes[0].detail}; the sweep's report flags: {report_flags(runs)}"), *outcomes[1:]]
 
 
-def report_flags(sweep_dir: Path) -> str:
-    """The diagnostics the sweep's comparison report raised (its summary.csv), each with its groups and
-    their chosen settings: where a ranking means little (still learning, overfitting, grid edge...)."""
-    path = sweep_dir / "summary.csv"
-    if not path.is_file():
-        return "no report (summary.csv) in the sweep directory"
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    group = list(rows[0])[1] if rows else ""  # summary.csv: rank, the group, settings, ...
+def report_flags(runs: Sequence[RunRecord]) -> str:
+    """The diagnostics lrexp's comparison report raises on the sweep (the same comparison and diagnosis
+    its summary.csv holds), each with its groups and their chosen settings: where a ranking means little
+    (still learning, overfitting, grid edge...)."""
+    c = compare(runs)
+    diagnosis = diagnose(c)
     by_flag: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        for flag in filter(None, (f.strip() for f in row.get("flags", "").split(";"))):
-            by_flag[flag].append(f"{group}={row[group]}" + (f" at {row['settings']}" if row.get("settings") else ""))
+    for r in c.results:
+        for flag in diagnosis.of(r.group).flags:
+            by_flag[flag.value].append(f"{c.group_key}={r.group}" + (f" at {r.cell.label()}" if r.cell.keys else ""))
     return "; ".join(f"{flag} ({', '.join(groups)})" for flag, groups in by_flag.items()) or "none"
 
 

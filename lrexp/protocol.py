@@ -1,0 +1,91 @@
+"""How a comparison judges: the protocol every report follows, word for word, and the report.* settings
+that must be fixed before a sweep (the margin below which a gap is negligible, the steps-to-target
+target). Each run records the settings it was launched with (its .hydra/config.yaml), so a report
+rebuilt later judges as announced. Cheap to import (no scipy, no torch): the config checks use it too.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lrexp.errors import ConfigError
+
+# The comparison protocol, word for word as lrexp carries it out (the README quotes it; a test keeps
+# the two equal). The margin and the target are the report.* settings of the runs (conf/config.yaml).
+PROTOCOL = (
+    "Validation chooses, test reports. Each group is taken at its best setting by mean final validation loss "
+    "and the groups are ranked by that same validation number; the best on validation is the reference. "
+    "Every number in the table and the verdict is on the held-out test split, which chose nothing. "
+    "Runs that share a seed share the initialisation and the data order, so every difference is taken seed "
+    "by seed (paired; Welch's unpaired test where two groups share fewer than two seeds) with its 95% t "
+    "interval. The family of comparisons is fixed before any number is seen: every pair of ranked groups, "
+    "Holm-corrected together. A group is worse than the reference when that correction leaves p < 0.05 and "
+    "the whole 95% interval of its difference lies beyond the margin (report.margin, a fraction of the "
+    "reference's loss fixed before the sweep); a difference whose interval lies within the margin is "
+    "negligible. A winner is named only when every other group is worse; otherwise the verdict says which "
+    "groups cannot be told apart, which differ negligibly, and about how many seeds would resolve the rest."
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a comparison judges: the report.* settings (conf/config.yaml says what each means and holds
+    the defaults), fixed before the sweep: each run records the ones it was launched with."""
+
+    margin: float  # a gap below this fraction of the reference's loss is negligible
+    target: float | None  # steps to target: this validation loss (None: derived from the reference)
+    target_relax: float  # ... the reference's median final validation loss made this fraction worse
+
+    @classmethod
+    def of(cls, node: Mapping[str, Any]) -> Settings:
+        fractions = {}
+        for key in ("margin", "target_relax"):
+            value: Any = node.get(key)
+            if not (_finite(value) and 0 <= value < 1):
+                raise ConfigError(f"report.{key}", value, "must be a fraction in [0, 1) (of the reference's loss)")
+            fractions[key] = float(value)
+        target = node.get("target")
+        if target is not None and not _finite(target):
+            raise ConfigError("report.target", target, "must be a number (a validation loss), or null")
+        return cls(fractions["margin"], None if target is None else float(target), fractions["target_relax"])
+
+
+@functools.lru_cache(maxsize=1)
+def default_settings() -> Settings:
+    """lrexp's own report.* defaults, from the config every run composes."""
+    from importlib.resources import files
+
+    return Settings.of(yaml.safe_load(files("lrexp.conf").joinpath("config.yaml").read_text())["report"])
+
+
+def recorded_settings(run_dirs: Iterable[Path]) -> Settings:
+    """The report.* settings the runs were launched with (each run's .hydra/config.yaml); lrexp's
+    defaults for runs that recorded none. Runs that disagree are refused: pass the setting explicitly."""
+    nodes = [node for node in (read_config(d).get("report") for d in run_dirs) if node]
+    if not nodes:
+        return default_settings()
+    settings = {Settings.of(node) for node in nodes}
+    if len(settings) > 1:
+        raise ConfigError(
+            "report",
+            "; ".join(f"margin={s.margin:g} target={s.target} target_relax={s.target_relax:g}" for s in settings),
+            "the runs were launched with different report settings: choose with --margin, --target, --target-relax",
+        )
+    return settings.pop()
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's composed config as Hydra saved it (.hydra/config.yaml), or {} for a run made elsewhere."""
+    path = run_dir / ".hydra" / "config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
