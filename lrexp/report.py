@@ -31,6 +31,7 @@ from lrexp.errors import ConfigError
 from lrexp.plots import draw_lr
 from lrexp.protocol import PROTOCOL, Settings, recorded_settings
 from lrexp.record import CELLS_CSV, REPORT_HTML, REPORT_MD, SUMMARY_CSV, TRAIN_LOSS, Goal, Status
+from lrexp.sections import Section, to_html, to_markdown
 from lrexp.stats import LEVEL
 from lrexp.verdict import fmt, fmt_num, headline, markdown_table, steps_text, table_cells, table_header
 
@@ -57,9 +58,28 @@ def write_report(
     write_csv(out / SUMMARY_CSV, summary_rows(comparison, diagnosis))
     if len(comparison.cells) > len(comparison.results):
         write_csv(out / CELLS_CSV, [cell_row(comparison, c) for c in comparison.cells])
-    (out / REPORT_MD).write_text(render_markdown(comparison, diagnosis, figures, title, out))
-    (out / REPORT_HTML).write_text(render_html(comparison, diagnosis, figures, title, spread, smoothing, out))
+    extra = sections(comparison, paths, out / FIG_DIR)
+    (out / REPORT_MD).write_text(render_markdown(comparison, diagnosis, figures, title, out, extra))
+    (out / REPORT_HTML).write_text(render_html(comparison, diagnosis, figures, title, spread, smoothing, out, extra))
     return out / REPORT_HTML
+
+
+def sections(c: Comparison, paths: Sequence[Path], fig_dir: Path) -> list[Section]:
+    """What the report adds when there is more to say: the tuning budget of a sweep with an LR grid
+    (lrexp.budget), and the schedule-loss laws' prediction when lrexp.predict has written one into a
+    directory the report reads."""
+    from lrexp import budget, predict
+
+    out = []
+    if budget.has_grid(c):
+        curves = budget.budget(c)
+        metric = c.loss.label or c.loss.name
+        out.append(budget.section(curves, metric, budget.budget_figure(curves, metric, fig_dir / "budget.png", colors(c))))
+    for path in paths:
+        prediction = predict.read_prediction(path)
+        if prediction is not None:
+            out.append(predict.section(prediction, path / predict.PREDICT_DIR))
+    return out
 
 
 def summary_rows(c: Comparison, diagnosis: Diagnosis) -> list[dict[str, Any]]:
@@ -287,7 +307,9 @@ def method_text(comparison: Comparison) -> str:
     )
 
 
-def render_markdown(comparison: Comparison, diagnosis: Diagnosis, figures: dict[str, Path], title: str, base: Path) -> str:
+def render_markdown(
+    comparison: Comparison, diagnosis: Diagnosis, figures: dict[str, Path], title: str, base: Path, extra: Sequence[Section] = ()
+) -> str:
     lines = [f"# {title}", "", headline(comparison, diagnosis), "", markdown_table(comparison, diagnosis), "", method_text(comparison), ""]
     if notes(comparison, diagnosis, base):
         lines += ["## Notes", ""] + [f"- {n}" for n in notes(comparison, diagnosis, base)] + [""]
@@ -295,6 +317,7 @@ def render_markdown(comparison: Comparison, diagnosis: Diagnosis, figures: dict[
         lines += ["## Rank robustness", "", ROBUSTNESS_INTRO.format(key=comparison.group_key), ""]
         lines += ["| peak LR | ranking | Kendall's tau |", "|---|---|---|"]
         lines += [f"| {a} | {b} | {c} |" for a, b, c in robustness_lines(comparison)] + [""]
+    lines += [to_markdown(section, base=base) for section in extra]
     lines += ["## Figures", ""]
     for name, path in figures.items():
         lines += [f"![{name}]({FIG_DIR}/{path.name})", ""]
@@ -318,7 +341,14 @@ img { max-width: 100%; height: auto; display: block; margin: 0.8em 0 1.6em; }
 
 
 def render_html(
-    comparison: Comparison, diagnosis: Diagnosis, figures: dict[str, Path], title: str, spread: str, smoothing: float, base: Path
+    comparison: Comparison,
+    diagnosis: Diagnosis,
+    figures: dict[str, Path],
+    title: str,
+    spread: str,
+    smoothing: float,
+    base: Path,
+    extra: Sequence[Section] = (),
 ) -> str:
     esc = html.escape
     key = comparison.group_key
@@ -360,6 +390,7 @@ def render_html(
 <p class="meta">{esc(method_text(comparison))} Curves show the mean with a {band_kind} band{smooth}.</p>
 {f'<h2>Notes</h2><ul id="notes">{note_items}</ul>' if note_items else ""}
 {robust}
+{"".join(to_html(section) for section in extra)}
 <h2>Figures</h2>
 {images}
 <h2>Runs</h2>

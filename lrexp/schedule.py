@@ -31,6 +31,7 @@ own state_dict) resumes bit for bit.
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -167,3 +168,19 @@ class WarmupFloor:
         for group, saved in zip(self.shadow.param_groups, state["shadow_groups"]):
             group.update(saved)
         self.scheduler.load_state_dict(state["scheduler"])
+
+
+class PiecewiseLinear:
+    """An LR factor linear between knots, constant beyond them: ``lr_lambda`` for torch's LambdaLR, so that
+    a schedule given as numbers (the law-optimal schedule lrexp.predict writes) runs as torch's own
+    scheduler. A plain object of lists: LambdaLR saves and restores it in its state_dict."""
+
+    def __init__(self, steps: list[int], factors: list[float]) -> None:
+        if len(steps) != len(factors) or len(steps) < 2 or any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ConfigError("scheduler.lr_lambda.steps", steps, "must be increasing, one per factor, at least two")
+        self.steps, self.factors = [int(s) for s in steps], [float(f) for f in factors]
+
+    def __call__(self, step: int) -> float:
+        import numpy as np
+
+        return float(np.interp(step, self.steps, self.factors))

@@ -1,4 +1,4 @@
-"""lrexp's replication suite: six published findings about LR schedules, each a sweep preset
+"""lrexp's replication suite: seven published findings about LR schedules, each a sweep preset
 (conf/sweep/), run with the parallel launcher, then analysed with paired statistics (lrexp.studies.replication).
 
     python scripts/replicate.py                       # every finding: ~45 minutes on 2 CPU cores

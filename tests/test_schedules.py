@@ -35,6 +35,7 @@ REFERENCES = {
     "multistep": lambda o: S.MultiStepLR(o, milestones=[1000, 2000], gamma=0.1),
     # lrexp's others, at the parameters their YAML files document for a 3000-step run.
     "constant": lambda o: transformers.get_constant_schedule(o),
+    "two_stage": lambda o: S.MultiStepLR(o, milestones=[2250], gamma=0.1),
     "linear_warmup": lambda o: transformers.get_linear_schedule_with_warmup(o, 150, 3000),
     "cosine_warmup": lambda o: transformers.get_cosine_with_min_lr_schedule_with_warmup(o, 150, 3000, min_lr_rate=0.1),
     "wsd": lambda o: transformers.get_wsd_schedule(o, 150, 600, 3000, decay_type="1-sqrt", min_lr_ratio=0.0),

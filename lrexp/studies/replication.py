@@ -1,4 +1,4 @@
-"""Six published findings about LR schedules, each tested on a sweep's run directories.
+"""Seven published findings about LR schedules, each tested on a sweep's run directories.
 
 Each finding has a sweep preset (conf/sweep/<preset>.yaml) and an analysis that reads the runs the
 preset wrote (summary.json, metrics.csv, .hydra/overrides.yaml: like every report, never the runner)
@@ -407,6 +407,51 @@ def tuning_protocol(runs: list[RunRecord], fixed_lr: str = "1e-3", seed: int = 0
     ]  # fmt: skip
 
 
+# --- 7: schedule-loss laws predict unseen schedules -----------------------------------------------
+
+LAW_MARGIN = 0.005  # the laws' claim: a mean relative error below 0.5% on unseen schedules (fixed before any run)
+
+
+def schedule_laws(runs: list[RunRecord]) -> list[Outcome]:
+    """Each law fitted to the constant, cosine and two-stage runs (lrexp.predict), scored on every other
+    schedule by the mean relative error of its validation-loss curve; the interval is over schedules."""
+    from lrexp import predict
+
+    sweep = runs[0].dir.parent
+    prediction, *_ = predict.predict(sweep, predict.FIT_DEFAULT, ["mpl", "momentum"])
+    held = [m for m in prediction.measured if not m.fitted]
+    seeds = min(m.seeds for m in held)
+    out = []
+    for finding, law in (("7a", "mpl"), ("7b", "momentum")):
+        errors = [m.accuracy[law].mean_relative for m in held]
+        mean, low, high = stats.mean_interval(errors)
+        label = prediction.laws[law]["label"]
+        worst = max(held, key=lambda m: m.accuracy[law].worst_relative)
+        spread = statistics.fmean(m.accuracy[law].final_seed_spread for m in held)
+        detail = (
+            f"fitted to {', '.join(prediction.fit)} (R² {prediction.laws[law]['fit_r2']:.4f} on log loss); mean relative error per "
+            f"held-out schedule: " + ", ".join(f"{m.schedule} {m.accuracy[law].mean_relative:.2%}" for m in held) + f"; worst point "
+            f"{worst.accuracy[law].worst_relative:.2%} ({worst.schedule}); the seeds' own spread at the last point: {spread:.2%} of the loss"
+        )
+        if law == "mpl" and prediction.optimal:
+            best = min(held + [m for m in prediction.measured if m.fitted], key=lambda m: m.measured_final)
+            detail += (
+                f"; its law-optimal schedule is predicted to reach {prediction.optimal['predicted_final']:.4g}, the best measured "
+                f"schedule ({best.schedule}) reached {best.measured_final:.4g}"
+            )
+        claim = (
+            "a schedule-loss law fitted to a constant, a cosine and a two-stage run predicts the loss curves of schedules it has not seen"
+        )
+        out.append(
+            Outcome(
+                finding, claim if law == "mpl" else "... the simpler momentum law too",
+                f"{label}: mean relative error over the {len(held)} unseen schedules (< {LAW_MARGIN:.1%})",
+                mean, low, high, seeds, parity(low, high, LAW_MARGIN, one_sided=True), detail,
+            )
+        )  # fmt: skip
+    return out
+
+
 # --- the suite ------------------------------------------------------------------------------------
 
 
@@ -427,6 +472,8 @@ FINDINGS = (
     Finding(4, "schedule_free", "Defazio et al. 2024, arXiv:2405.15682", schedule_free),
     Finding(5, "exp_stall", "the article lrexp grew out of", exp_stall, ("seed=0,1,2",)),
     Finding(6, "tuning_protocol", "Choi et al. 2019, arXiv:1910.05446", tuning_protocol),
+    Finding(7, "schedule_laws", "Luo et al. 2025, arXiv:2503.12811; Tissue et al. 2024, arXiv:2408.11029", schedule_laws,
+            ("seed=0,1", "run.steps=80", "run.eval_every=10", "scheduler=constant,cosine_full,two_stage,linear,wsd")),
 )  # fmt: skip
 
 
