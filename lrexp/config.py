@@ -14,6 +14,7 @@ any callable, and lrexp.build checks its keys against that callable's signature 
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -107,6 +108,53 @@ class TinyLMTaskConfig:
     test_batches: int = MISSING
 
 
+@dataclass
+class HFLanguageModelTaskConfig:
+    _target_: str = MISSING
+    model: str | None = MISSING
+    config: Any = MISSING  # a folder or hub name, or the config's own keys
+    pretrained: bool = MISSING
+    tokenizer: str | None = MISSING
+    data: str | None = MISSING
+    data_glob: str = MISSING
+    dataset: str | None = MISSING
+    dataset_config: str | None = MISSING
+    text_column: str = MISSING
+    batch_size: int = MISSING
+    context: int = MISSING
+    grad_accum: int = MISSING
+    val_fraction: float = MISSING
+    test_fraction: float = MISSING
+    eval_batches: int = MISSING
+    test_batches: int = MISSING
+    max_tokens: int | None = MISSING
+    cache_dir: str | None = MISSING
+
+
+@dataclass
+class HFClassifierTaskConfig:
+    _target_: str = MISSING
+    model: str | None = MISSING
+    config: Any = MISSING
+    pretrained: bool = MISSING
+    tokenizer: str | None = MISSING
+    data: str | None = MISSING
+    data_glob: str = MISSING
+    dataset: str | None = MISSING
+    dataset_config: str | None = MISSING
+    text_column: str = MISSING
+    pair_column: str | None = MISSING
+    label_column: str = MISSING
+    batch_size: int = MISSING
+    max_length: int = MISSING
+    grad_accum: int = MISSING
+    val_fraction: float = MISSING
+    test_fraction: float = MISSING
+    split_seed: int = MISSING
+    eval_examples: int | None = MISSING
+    cache_dir: str | None = MISSING
+
+
 # --- loggers -------------------------------------------------------------------------------------
 
 
@@ -180,9 +228,50 @@ def lr_fraction(fraction: Any, *, _root_: Any) -> float:
     return float(_fraction("lr", fraction) * Fraction(str(_root_.optimizer.lr)))
 
 
+def compose_schedule(schedule: str | Any, *, steps: int, lr: float, keys: dict[str, Any]) -> Any:
+    """A scheduler node, resolved for a run of ``steps`` at peak ``lr`` with ``keys`` set in it: an option
+    of conf/scheduler/ composed by Hydra exactly as ``python -m lrexp scheduler=NAME`` composes it (once
+    per process; its lengths stay interpolations until resolved here), or a node of one's own (a mapping
+    with ``_target_``)."""
+    node = composed_scheduler(schedule) if isinstance(schedule, str) else dict(schedule)
+    root = OmegaConf.create({"run": {"steps": steps}, "optimizer": {"lr": lr}, "scheduler": node})
+    for key, value in keys.items():
+        OmegaConf.update(root, f"scheduler.{key}", value, force_add=True)
+    return OmegaConf.create(OmegaConf.to_container(root.scheduler, resolve=True))
+
+
+@functools.cache
+def composed_scheduler(name: str) -> dict[str, Any]:
+    """conf/scheduler/NAME as Hydra composes it into a run's config, unresolved. Works inside another
+    Hydra app too: Hydra's global state is put back."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import MissingConfigException
+
+    from lrexp.errors import ConfigError
+
+    global_hydra = GlobalHydra.instance()
+    previous = global_hydra.hydra if global_hydra.is_initialized() else None
+    global_hydra.clear()
+    try:
+        with initialize_config_module("lrexp.conf", version_base="1.3"):
+            cfg = compose("config", overrides=[f"scheduler={name}"])
+    except MissingConfigException as e:
+        options = ", ".join(str(o) for o in (e.options or []))
+        raise ConfigError("schedule", name, f"not an option of lrexp's conf/scheduler/ (options: {options})") from None
+    finally:
+        if previous is not None:
+            global_hydra.initialize(previous)
+    node = OmegaConf.to_container(cfg.scheduler, resolve=False)
+    assert isinstance(node, dict)
+    return {str(k): v for k, v in node.items()}
+
+
 SCHEMAS = [
     ("schema/task", "digits", DigitsTaskConfig),
     ("schema/task", "tinylm", TinyLMTaskConfig),
+    ("schema/task", "hf_lm", HFLanguageModelTaskConfig),
+    ("schema/task", "hf_classifier", HFClassifierTaskConfig),
     ("schema/logger", "local", LocalLoggerConfig),
     ("schema/logger", "wandb", WandbLoggerConfig),
     ("schema/logger", "tensorboard", TensorBoardLoggerConfig),

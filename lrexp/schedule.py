@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import torch
 
 from lrexp.errors import ConfigError
+from lrexp.schedule_spec import ScheduleSpec
 
 # Param-group settings a scheduler may change besides the LR: copied from the shadow to the real groups.
 CYCLED = ("momentum", "betas")
@@ -45,11 +46,16 @@ CYCLED = ("momentum", "betas")
 
 class Schedule(Protocol):
     """The loop calls after_step() after every optimizer step and after_eval() after every evaluation;
-    each driver acts on the one its scheduler wants."""
+    each driver acts on the one its scheduler wants. step() and get_last_lr() are torch's names for
+    loops that expect a torch scheduler."""
 
     metric_driven: bool
 
     def after_step(self) -> None: ...
+
+    def step(self) -> None: ...
+
+    def get_last_lr(self) -> list[float]: ...
 
     def after_eval(self, metric: float) -> None:
         """``metric`` is the task's validation loss."""
@@ -84,11 +90,28 @@ def metric_driven(scheduler: Any, target: str) -> bool:
     )
 
 
-class Direct:
+class Driver:
+    """What every driver offers a loop that is not lrexp's: torch's scheduler names, so that HF's
+    Trainer (``optimizers=(optimizer, schedule)``), Lightning or a hand-written loop can step it."""
+
+    optimizer: torch.optim.Optimizer
+
+    def after_step(self) -> None: ...
+
+    def step(self) -> None:
+        """torch's name for after_step: call it after every optimizer.step()."""
+        self.after_step()
+
+    def get_last_lr(self) -> list[float]:
+        """The LR of every parameter group for the next step (what torch's get_last_lr returns)."""
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+
+class Direct(Driver):
     """The scheduler as it is: no warm-up, no floor (the article's five schedules stay exact)."""
 
     def __init__(self, scheduler: Any, target: str) -> None:
-        self.scheduler = scheduler
+        self.scheduler, self.optimizer = scheduler, scheduler.optimizer
         self.metric_driven = metric_driven(scheduler, target)
 
     def after_step(self) -> None:
@@ -120,7 +143,7 @@ class _Shadow(torch.optim.Optimizer):
         return None
 
 
-class WarmupFloor:
+class WarmupFloor(Driver):
     """Warm-up and/or floor around any scheduler (see the module's docstring for the definition)."""
 
     def __init__(
@@ -184,3 +207,45 @@ class PiecewiseLinear:
         import numpy as np
 
         return float(np.interp(step, self.steps, self.factors))
+
+
+def build(
+    schedule: str | Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    *,
+    warmup: int | str | None = None,
+    floor: float | None = None,
+    **arguments: Any,
+) -> Schedule:
+    """Any schedule lrexp knows, warm-up and floor included, driving your optimizer: one call.
+
+        schedule = lrexp.schedule.build("cosine_full", optimizer, steps=1000, warmup=50, floor=0.01)
+        for step in range(1000):
+            loss.backward(); optimizer.step(); optimizer.zero_grad(); schedule.step()
+
+    ``schedule`` is an option of conf/scheduler/ ("wsd", "cosine_warmup", ...) or a scheduler node of
+    your own (a mapping with ``_target_``); ``steps`` is your run's length, of which every ``${steps:F}``
+    length is a fraction; ``warmup`` is steps, or a fraction of the run such as "1/20" (default: the
+    schedule's own, 0 for most), ``floor`` a fraction of the peak (default 0); ``arguments``
+    override the schedule's own keys (``T_max=300``). The optimizer's LR now is the peak. The result is
+    exactly what ``python -m lrexp`` drives (lrexp.build), with torch's ``step()``/``get_last_lr()``, and
+    ``after_eval(val_loss)`` for a metric-driven schedule (plateau, greedy)."""
+    from lrexp.build import build_schedule
+    from lrexp.config import compose_schedule
+    from lrexp.validate import validate_schedule
+
+    peak = float(optimizer.param_groups[0]["lr"])
+    keys = dict(arguments)
+    if warmup is not None:  # else the schedule's own (schedule_free warms up by itself)
+        keys["warmup"] = f"${{steps:{warmup}}}" if isinstance(warmup, str) else warmup
+    if floor is not None:
+        keys["floor"] = floor
+    node = compose_schedule(schedule, steps=steps, lr=peak, keys=keys)
+    spec = ScheduleSpec.of(node)
+    if not (isinstance(spec.warmup, int) and 0 <= spec.warmup < steps):
+        raise ConfigError("warmup", warmup, f"must be a number of steps >= 0 and below steps ({steps})")
+    if not 0 <= spec.floor < 1:
+        raise ConfigError("floor", floor, "must be a fraction of the peak LR in [0, 1)")
+    validate_schedule(spec.kwargs, steps - spec.warmup, peak)
+    return build_schedule(spec, optimizer)

@@ -1,0 +1,146 @@
+"""task=hf_lm and task=hf_classifier (issue 20): Hugging Face models and data as lrexp tasks, on real
+text, offline: tiny models saved with save_pretrained and loaded by path (the code path of a hub name),
+data from a local file or a datasets folder, tokenized once into a memory-mapped cache. Runs train and
+resume exactly, gradient accumulation equals the full batch, clipping is applied and logged, and bad
+input is one clear line."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lrexp.errors import ConfigError
+from lrexp.record import read_metrics
+from tests.helpers import cli_env, compose_config, run_cli, summary_json, table_without_time, train_in_process
+from tests.hf_models import OFFLINE, make_models
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Offline, with a cache of this module's own; set in this process too (runs in process read it)."""
+    values = OFFLINE | {"LREXP_CACHE": str(tmp_path_factory.mktemp("cache")), "HF_HOME": str(tmp_path_factory.mktemp("hf_home"))}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield values
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, env):
+    return make_models(tmp_path_factory.mktemp("hf"))
+
+
+def lm(models, *extra: str) -> list[str]:
+    return ["task=hf_lm", f"task.model={models['gpt']}", f"task.data={models['corpus']}", "task.context=32", "task.batch_size=4",
+            "task.eval_batches=2", "task.test_batches=2", "run.steps=30", "run.eval_every=10", "run.log_every=5",
+            "logger.local.plots=false", *extra]  # fmt: skip
+
+
+def classifier(models, *extra: str) -> list[str]:
+    return ["task=hf_classifier", f"task.model={models['bert']}", "task.max_length=32", "task.batch_size=16", "run.steps=40",
+            "run.eval_every=20", "logger.local.plots=false", "task.eval_examples=200", *extra]  # fmt: skip
+
+
+def test_a_pretrained_causal_lm_fine_tunes_on_a_text_file_from_the_cli(models, env, tmp_path):
+    out = run_cli([*lm(models, "experiment=finetune"), f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, **env)
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "run"
+    s = summary_json(run)
+    assert s["status"] == "completed" and [m["name"] for m in s["metrics"]] == ["loss", "acc", "ppl"]
+    assert s["peak_lr"] == 5e-5 and s["parameters"] > 20000 and s["task"] == "hf_lm"
+    rows = read_metrics(run)
+    evaluated = [r for r in rows if r["val_loss"] is not None]
+    assert [r["step"] for r in evaluated] == [0, 10, 20, 29] and evaluated[-1]["val_loss"] < evaluated[0]["val_loss"]
+    assert all(r["val_ppl"] == pytest.approx(math.exp(r["val_loss"]), rel=1e-5) for r in evaluated)
+    assert rows[-1]["test_loss"] is not None and all(r["grad_norm"] > 0 for r in rows)
+    assert any(p.is_dir() for p in Path(env["LREXP_CACHE"]).iterdir())  # tokenized once, into the cache
+
+
+def test_a_preempted_run_resumes_to_the_uninterrupted_runs_numbers(models, env, tmp_path):
+    args = lm(models, "run.checkpoint_every=10", "run.log_every=1")
+    train_in_process(tmp_path / "whole", *args)
+    part = tmp_path / "part"
+    proc = subprocess.Popen([sys.executable, "-m", "lrexp", *args, f"hydra.run.dir={part}"], cwd=tmp_path, env=cli_env(**env),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not ((part / "metrics.csv").exists() and (part / "metrics.csv").read_text().count("\n") > 14):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and summary_json(part)["status"] == "interrupted"
+    out = run_cli([*args, f"hydra.run.dir={part}", "run.resume=true"], cwd=tmp_path, **env)
+    assert out.returncode == 0, out.stderr
+    # Batches are a function of (seed, step) alone: the resumed run is the uninterrupted one.
+    assert table_without_time(read_metrics(part)) == table_without_time(read_metrics(tmp_path / "whole"))
+
+
+def test_gradient_accumulation_equals_the_whole_batch_and_clipping_is_logged(models, env, tmp_path):
+    train_in_process(tmp_path / "full", *lm(models, "task.batch_size=8", "run.steps=10"))
+    train_in_process(tmp_path / "accum", *lm(models, "task.batch_size=4", "task.grad_accum=2", "run.steps=10"))
+    a, b = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "accum")
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for x, y in zip(a, b):  # the same 8 windows a step (a function of seed and step), summed in two halves
+        assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-5) and x["grad_norm"] == pytest.approx(y["grad_norm"], rel=1e-4)
+    train_in_process(tmp_path / "clip", *lm(models, "task.batch_size=8", "run.steps=10", "optimizer.clip_grad_norm=0.05"))
+    clipped = read_metrics(tmp_path / "clip")
+    assert all(r["grad_norm"] > 0.05 for r in clipped)  # the pre-clip norm is logged: clipping was in force every step
+    assert clipped[0]["grad_norm"] == a[0]["grad_norm"] and clipped[-1]["train_loss"] != pytest.approx(a[-1]["train_loss"], rel=1e-6)
+
+
+def test_a_classifier_trains_from_a_csv_and_from_a_datasets_folder(models, env, tmp_path):
+    s = train_in_process(tmp_path / "csv", *classifier(models, f"task.data={models['lines']}"))
+    assert s["status"] == "completed" and [m["name"] for m in s["metrics"]] == ["loss", "acc"]
+    assert s["final_val_acc"] > 0.8 and s["final_test_acc"] > 0.8  # comment or code: learnt
+    pytest.importorskip("datasets")
+    s = train_in_process(tmp_path / "ds", *classifier(models, f"task.dataset={models['dataset']}", "task.text_column=sentence"))
+    assert s["status"] == "completed" and s["final_test_acc"] > 0.8  # the dataset's own validation and test splits
+
+
+def refused(*overrides: str) -> ConfigError:
+    """The ConfigError building the task raises: what the CLI prints as its one line (lrexp.jobs)."""
+    import torch
+
+    from lrexp.tasks import build_task
+
+    cfg, _ = compose_config(*overrides)
+    with pytest.raises(ConfigError) as e:
+        build_task(cfg.task, torch.device("cpu"), 0)
+    return e.value
+
+
+def test_bad_input_is_named_with_its_key(models, env):
+    root = models["gpt"].parent
+    e = refused(*lm(models, "task.model=no-such-org/no-such-model"))
+    assert e.key == "task.model" and "not a local folder with a config.json" in str(e)
+    e = refused(*lm(models, f"task.data={root / 'gpt' / 'model.safetensors'}"))
+    assert e.key == "task.data" and "is not a text file" in str(e)
+    e = refused(*classifier(models, f"task.data={models['lines']}", "task.label_column=category"))
+    assert e.key == "task.label_column" and "no such column (its columns: text, label)" in str(e)
+    pytest.importorskip("datasets")
+    e = refused(*classifier(models, f"task.dataset={models['dataset']}"))  # its text is in 'sentence'
+    assert e.key == "task.text_column" and "no such column (its columns: sentence, label)" in str(e)
+    # 39B parameters (GPT-2 at 48 x 8192): counted on the meta device and refused before anything is allocated.
+    e = refused(*lm(models, "task.model=null", "task.pretrained=false", f"task.tokenizer={models['gpt']}", "+task.config.model_type=gpt2",
+                    "+task.config.n_layer=48", "+task.config.n_embd=8192", "+task.config.n_head=64"))  # fmt: skip
+    assert e.key == "task.config" and "GiB to train" in str(e) and "39080M parameters" in str(e)  # 12 x 48 x 8192^2 + embeddings
+
+
+def test_a_bad_model_name_is_one_line_from_the_cli(models, env, tmp_path):
+    out = run_cli([*lm(models, "task.model=no-such-org/no-such-model"), f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path, **env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()[-1:]
+    assert line.startswith("lrexp: error: task.model='no-such-org/no-such-model': not a local folder with a config.json")
