@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import time
+from pathlib import Path
 
 import torch
 
@@ -42,3 +46,34 @@ def configure_backends(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a cluster's allocation, a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def free_cores(sample_s: float = 0.25) -> int:
+    """How many of this process's cores other processes leave free now: the machine's busy time over a
+    short sample (/proc/stat), less this process's own (/proc/self/stat), rounded up to whole cores taken.
+    At least 1; all of them where /proc cannot say (not Linux)."""
+    cores = usable_cores()
+
+    def sample() -> tuple[float, float, float]:
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        own = [float(x) for x in Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[11:13]]  # utime, stime
+        return sum(fields[:8]) - idle, sum(fields[:8]), sum(own)
+
+    try:
+        busy0, total0, own0 = sample()
+        time.sleep(sample_s)
+        busy1, total1, own1 = sample()
+    except (OSError, ValueError, IndexError):
+        return cores
+    machine = os.cpu_count() or cores
+    if total1 <= total0:
+        return cores
+    others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (total1 - total0) * machine  # cores' worth of other work
+    return max(1, cores - math.ceil(others - 0.25))  # a quarter-core of background noise takes no core

@@ -155,7 +155,7 @@ def run_together(jobs: Sequence[tuple[DictConfig, Any, logging.Logger]], *, prog
                 locks.enter_context(writing(job.run_dir, "hydra.sweep.dir"))
                 job.prepare(concurrent=True)
                 ready.append(i)
-        threads = job_threads(hydra_jobs[0].cfg, hydra_jobs[0].hc)
+        threads = job_threads(hydra_jobs[0].cfg, hydra_jobs[0].hc) or batch_threads()
         try:
             batch, built = build_batch([hydra_jobs[i].spec() for i in ready], threads=threads) if len(ready) > 1 else (None, [])
         except CannotBatch as e:
@@ -227,6 +227,26 @@ def job_threads(cfg: DictConfig, hc: Any) -> int:
     if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
         return int(os.environ["SLURM_CPUS_PER_TASK"])
     return 0
+
+
+def batch_threads() -> int:
+    """Torch threads for a batch when run.threads is 0: the cores other processes leave free now.
+
+    One process steps the whole batch with torch's OpenMP threads, which spin at every barrier waiting
+    for each other: a thread that shares its core with another process loses it for whole time slices
+    while the others spin. Measured (README, "Batched sweeps"): 16 digits runs took 2.6 x as long with one
+    core busy and 2 threads as with 1 thread, while OMP_WAIT_POLICY=PASSIVE recovered only part of it and
+    cost up to a third on an idle machine. So the threads are the free cores (sampled at the start), and
+    OpenMP keeps its default, fastest wait. The thread count can change float results in their last bits
+    (parallel reductions): run.threads=N fixes it for bit-exact reproduction on a loaded machine."""
+    from lrexp.device import free_cores, usable_cores
+
+    free = free_cores()
+    if free < usable_cores():
+        log.info(
+            "batched launcher: %d of %d cores are busy with other processes: %d torch threads", usable_cores() - free, usable_cores(), free
+        )
+    return free
 
 
 def run_info(cfg: DictConfig, hc: Any, choices: Mapping[str, Any], concurrent: bool = False) -> RunInfo:

@@ -18,6 +18,8 @@ Sections:
   tokens/s x 6 x parameters / that peak; validation passes are in the loop's time, so MFU errs low.
 - memory: peak RSS (ru_maxrss) of a `python -m lrexp` digits run and a tinylm run, each its own process.
 - sweep: wall time of the 15-job digits sweep (+sweep=article) under the basic and the joblib launcher.
+- hf: task=hf_lm against a plain Hugging Face loop at identical settings (a GPT-2 made and saved here).
+- contention: the batched launcher on an idle machine and with one core busy with another process.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))  # plain_loop.py, run as a sibling script
 
-from plain_loop import train_plain, train_plain_tinylm  # noqa: E402
+from plain_loop import train_plain, train_plain_hf, train_plain_tinylm  # noqa: E402
 
 from lrexp.record import Summary  # noqa: E402
 
@@ -244,6 +246,46 @@ def bench_memory(digits_steps: int, tinylm_steps: int) -> dict[str, float]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_hf(steps: int, rounds: int) -> dict[str, float]:
+    """task=hf_lm against a plain Hugging Face loop (scripts/plain_loop.py) at identical settings: the same
+    GPT-2 (4 layers, width 128, made and saved here; nothing downloaded), the same tokenized text, batch 8
+    x 128 tokens, AdamW at 5e-5 with decay on the matrices, a cosine schedule with warm-up, validation
+    every 50 steps and the test windows at the end. Interleaved rounds, lrexp's loop in this process."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    sys.path.insert(0, str(ROOT))
+    from tests.hf_models import OFFLINE, make_models
+
+    os.environ.update(OFFLINE)
+    work = Path(tempfile.mkdtemp(prefix="lrexp-bench-hf-"))
+    os.environ["LREXP_CACHE"] = str(work / "cache")
+    try:
+        paths = make_models(work / "models", width=128, layers=4, vocab=2000, files=60)
+        tokenizer = AutoTokenizer.from_pretrained(paths["gpt"])
+        tokens = np.array(tokenizer(paths["corpus"].read_text())["input_ids"], dtype=np.int64)
+        task = [f"task.model={paths['gpt']}", f"task.data={paths['corpus']}", "task.batch_size=8", "task.context=128"]
+        cfg = compose_lrexp(
+            "task=hf_lm", *task, *same_work(steps), "optimizer.lr=5e-5", "optimizer.weight_decay=0.01", "scheduler=cosine_warmup"
+        )
+
+        def plain() -> float:
+            return train_plain_hf(steps, str(paths["gpt"]), tokens, 8, 128, cfg.task.eval_batches, cfg.task.test_batches)
+
+        train_summary(compose_lrexp("task=hf_lm", *task, "run.steps=3"))  # warm-up: imports, the tokenized cache, allocator
+        r = interleaved({"lrexp": lambda: train_summary(cfg).steps_per_s, "plain": plain}, rounds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    lrexp_sps, plain_sps = median(r["lrexp"]), median(r["plain"])
+    return {
+        "hf_lm_lrexp_steps_per_s": lrexp_sps,
+        "hf_lm_plain_steps_per_s": plain_sps,
+        "hf_lm_ratio_vs_plain": lrexp_sps / plain_sps,
+        "hf_lm_ratio_lowest_round": min(a / b for a, b in zip(r["lrexp"], r["plain"])),
+        "hf_lm_ratio_highest_round": max(a / b for a, b in zip(r["lrexp"], r["plain"])),
+    }
+
+
 # The sweeps the launchers are compared on (issue 14): what a user runs, whole commands.
 SWEEPS = {
     # The article's 5 schedules x 3 seeds, digits at its defaults.
@@ -284,12 +326,46 @@ def bench_sweeps(digits_steps: int, tinylm_steps: int, only: Sequence[str] = tup
     return out
 
 
+def bench_contention(digits_steps: int) -> dict[str, float]:
+    """The batched launcher on an idle machine and with one core kept busy by another process (a spinning
+    Python), next to the parallel (joblib) launcher and to the batched launcher forced onto every core
+    (run.threads = all of them: how it ran before it counted free cores). 16 digits runs: 4 schedules x 2
+    peak LRs x 2 seeds. Whole commands, report included."""
+    cores = os.cpu_count() or 1
+    sweep = ["scheduler=cosine,linear,wsd,constant_warmup", "optimizer.lr=1e-3,1e-2", "seed=0,1", f"run.steps={digits_steps}"]
+    sweep += ["run.progress=false", "logger.local.plots=false"]
+    variants = {"parallel": ["hydra/launcher=parallel"], "batched": ["hydra/launcher=batched"]}
+    variants["batched_all_cores"] = ["hydra/launcher=batched", f"run.threads={cores}"]
+    out: dict[str, float] = {}
+    work = Path(tempfile.mkdtemp(prefix="lrexp-bench-"))
+    try:
+        for load in ("idle", "busy"):
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
+            try:
+                for name, args in variants.items():
+                    command = [sys.executable, "-m", "lrexp", "-m", *sweep, *args, f"hydra.sweep.dir={work / f'{load}-{name}'}"]
+                    out[f"contention_{load}_{name}_s"] = timed_process(command, work)
+            finally:
+                if hog is not None:
+                    hog.kill()
+                    hog.wait()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for load in ("idle", "busy"):
+        out[f"contention_{load}_batched_vs_parallel"] = out[f"contention_{load}_parallel_s"] / out[f"contention_{load}_batched_s"]
+        out[f"contention_{load}_batched_vs_all_cores"] = out[f"contention_{load}_batched_all_cores_s"] / out[f"contention_{load}_batched_s"]
+    out["contention_batched_busy_vs_idle"] = out["contention_idle_batched_s"] / out["contention_busy_batched_s"]
+    return out
+
+
 SECTIONS = {
     "throughput": lambda q: bench_throughput(steps=600 if q else 3000, rounds=2 if q else 5),
     "startup": lambda q: bench_startup(rounds=1 if q else 3),
     "tinylm": lambda q: bench_tinylm(steps=10 if q else 40, rounds=1 if q else 7),
     "memory": lambda q: bench_memory(digits_steps=50 if q else 1000, tinylm_steps=3 if q else 50),
     "sweep": lambda q: bench_sweeps(digits_steps=150 if q else 600, tinylm_steps=10 if q else 100),
+    "hf": lambda q: bench_hf(steps=10 if q else 100, rounds=1 if q else 5),
+    "contention": lambda q: bench_contention(digits_steps=150 if q else 600),
 }
 
 TARGETS = {
@@ -302,6 +378,7 @@ TARGETS = {
     "article15_joblib_vs_basic": (">=", 1.3),
     "fair48_batched_vs_joblib": (">=", 2.0),
     "tinylm8_batched_vs_joblib": (">=", 1.0),
+    "hf_lm_ratio_vs_plain": (">=", 0.95),
 }
 
 

@@ -8,6 +8,8 @@ prints when its first optimizer step finished (seconds after process start), for
 
 ``train_plain_tinylm`` is the same for the language model, nanoGPT-style: the corpus as one byte tensor,
 random windows per step, the same transformers GPT-2, AdamW with decay on the matmul weights only.
+``train_plain_hf`` is what one writes around a Hugging Face model: from_pretrained, a transformers
+schedule, random windows of a tokenized text.
 """
 
 from __future__ import annotations
@@ -141,6 +143,69 @@ def train_plain_tinylm(
                     val_loss, logits = lm_loss(w, reduction="sum")
                     total += val_loss.item()
                     correct += (logits.argmax(-1) == w[:, 1:]).sum().item()
+            model.train()
+    return steps / (time.perf_counter() - t0)
+
+
+def train_plain_hf(
+    steps: int,
+    model_dir: str,
+    tokens,
+    batch_size: int,
+    context: int,
+    eval_batches: int,
+    test_batches: int,
+    lr: float = 5e-5,
+    log_every: int = 10,
+    eval_every: int = 50,
+    seed: int = 0,
+) -> float:
+    """A plain Hugging Face loop: a causal LM from_pretrained, AdamW (fused, decay on the matrices),
+    transformers' cosine schedule, random windows of a token array, the loss read at log steps,
+    validation windows every eval_every steps and the test windows at the end. Steps per second."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=True)
+    sched = get_cosine_schedule_with_warmup(opt, steps // 20, steps)
+    n = len(tokens) - context - 1
+    rng = np.random.default_rng(seed)
+    held = [
+        torch.from_numpy(np.asarray(tokens[s : s + context + 1], dtype=np.int64))
+        for s in np.linspace(0, n, (eval_batches + test_batches) * batch_size).astype(int)
+    ]
+    batches = [torch.stack(held[i : i + batch_size]) for i in range(0, len(held), batch_size)]
+    val, test = batches[:eval_batches], batches[eval_batches:]
+
+    def lm_loss(w, reduction="mean"):
+        logits = model(input_ids=w[:, :-1]).logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), w[:, 1:].flatten(), reduction=reduction), logits
+
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(steps):
+        starts = rng.integers(n, size=batch_size)
+        w = torch.from_numpy(np.asarray(tokens[starts[:, None] + np.arange(context + 1)[None, :]], dtype=np.int64))
+        loss, _ = lm_loss(w)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        if step % log_every == 0:
+            loss.item()
+        if step % eval_every == 0 or step == steps - 1:
+            model.eval()
+            with torch.no_grad():
+                for w in val + (test if step == steps - 1 else []):
+                    total, logits = lm_loss(w, reduction="sum")
+                    total.item()
+                    (logits.argmax(-1) == w[:, 1:]).sum().item()
             model.train()
     return steps / (time.perf_counter() - t0)
 

@@ -113,7 +113,16 @@ def test_runs_in_a_batch_stay_independent(tmp_path):
     assert (sweep / "report.md").is_file()
 
 
-RESUMABLE = ["run.steps=1500", "run.log_every=1", "run.eval_every=100", "run.checkpoint_every=100", "logger.local.plots=false"]
+# run.threads fixed: the batched launcher's automatic count follows the machine's load, and a thread count
+# can change float results in their last bits; the two launches compared here must compute alike.
+RESUMABLE = [
+    "run.steps=600",
+    "run.log_every=1",
+    "run.eval_every=100",
+    "run.checkpoint_every=100",
+    "logger.local.plots=false",
+    "run.threads=2",
+]
 SWEEP = ["-m", "hydra/launcher=batched", "scheduler=multistep,cosine", "optimizer.lr=1e-3,1000", *RESUMABLE]
 TIMINGS = ("wall_time_s", "steps_per_s", "time_to_first_step_s")
 
@@ -139,7 +148,7 @@ def test_a_killed_batch_resumes_to_the_uninterrupted_batchs_records(tmp_path):
     )
     metrics = tmp_path / "killed" / "0" / "metrics.csv"
     deadline = time.monotonic() + 300
-    while not (metrics.exists() and metrics.read_text().count("\n") > 450):
+    while not (metrics.exists() and metrics.read_text().count("\n") > 250):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
@@ -160,7 +169,16 @@ def numbers_out(text: str) -> str:
 def test_the_article_sweep_batched_leaves_the_basic_launchers_directories_and_report(tmp_path):
     runs = {}
     for launcher in ("basic", "batched"):
-        out = run_cli(["-m", "+sweep=article", f"hydra/launcher={launcher}", "hydra.sweep.dir=" + launcher], cwd=tmp_path, timeout=600)
+        # The article preset (5 schedules x 3 seeds), shortened: what is compared is the launchers, not the run length.
+        sweep = [
+            "-m",
+            "+sweep=article",
+            "run.steps=300",
+            "logger.local.plots=false",
+            f"hydra/launcher={launcher}",
+            "hydra.sweep.dir=" + launcher,
+        ]
+        out = run_cli(sweep, cwd=tmp_path, timeout=600)
         assert out.returncode == 0, out.stderr
         runs[launcher] = tmp_path / launcher
     basic, batched = runs["basic"], runs["batched"]
