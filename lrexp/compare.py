@@ -244,10 +244,11 @@ class Result:
 
 @dataclass(frozen=True)
 class Pair:
-    """One comparison of the family: ``worse`` - ``better`` (by validation rank), oriented, Holm-corrected."""
+    """One comparison of the family: the lower-ranked group minus the higher-ranked one (by validation),
+    seed by seed and oriented (+ = the lower-ranked is worse on the reported split), Holm-corrected."""
 
-    a: str  # ranked lower on validation
-    b: str  # ranked higher (the difference is a - b)
+    lower: str
+    higher: str
     diff: stats.Difference
     p_holm: float
 
@@ -384,7 +385,7 @@ def _family(c: Comparison) -> list[Pair]:
         for a, b in itertools.combinations(ranked, 2)
     ]
     adjusted = stats.holm([d.p for _, _, d in raw])
-    return [Pair(worse, better, d, p) for (worse, better, d), p in zip(raw, adjusted)]
+    return [Pair(lower, higher, d, p) for (lower, higher, d), p in zip(raw, adjusted)]
 
 
 def _claims(c: Comparison) -> None:
@@ -394,7 +395,7 @@ def _claims(c: Comparison) -> None:
         return
     ranked[0].claim = Claim.REFERENCE
     margin, alpha = c.margin_abs, stats.ALPHA
-    by_pair = {(p.a, p.b): p for p in c.pairs}
+    by_pair = {(p.lower, p.higher): p for p in c.pairs}
     for r in ranked[1:]:
         pair = by_pair[(r.group, ranked[0].group)]
         d = r.diff = pair.diff
@@ -428,9 +429,8 @@ def _target(c: Comparison) -> float | None:
     if not finals:
         return None
     median = statistics.median(finals)
-    relax = c.settings.target_relax
-    worse = 1 + relax if c.loss.goal is Goal.MIN else 1 - relax
-    return median * worse if median >= 0 else median / worse
+    worse_by = c.settings.target_relax * abs(median)  # "5% worse" whatever the metric's sign and direction
+    return median + worse_by if c.loss.goal is Goal.MIN else median - worse_by
 
 
 def steps_to_target(cell: Cell, loss: Metric, target: float) -> StepsToTarget:

@@ -109,7 +109,9 @@ class TinyLMTaskConfig:
 
 
 @dataclass
-class HFLanguageModelTaskConfig:
+class HFTaskConfig:
+    """What both Hugging Face tasks take: the model and where its data comes from."""
+
     _target_: str = MISSING
     model: str | None = MISSING
     config: Any = MISSING  # a folder or hub name, or the config's own keys
@@ -121,38 +123,27 @@ class HFLanguageModelTaskConfig:
     dataset_config: str | None = MISSING
     text_column: str = MISSING
     batch_size: int = MISSING
-    context: int = MISSING
     grad_accum: int = MISSING
     val_fraction: float = MISSING
     test_fraction: float = MISSING
-    eval_batches: int = MISSING
-    test_batches: int = MISSING
-    max_tokens: int | None = MISSING
     cache_dir: str | None = MISSING
 
 
 @dataclass
-class HFClassifierTaskConfig:
-    _target_: str = MISSING
-    model: str | None = MISSING
-    config: Any = MISSING
-    pretrained: bool = MISSING
-    tokenizer: str | None = MISSING
-    data: str | None = MISSING
-    data_glob: str = MISSING
-    dataset: str | None = MISSING
-    dataset_config: str | None = MISSING
-    text_column: str = MISSING
+class HFLanguageModelTaskConfig(HFTaskConfig):
+    context: int = MISSING
+    eval_batches: int = MISSING
+    test_batches: int = MISSING
+    max_tokens: int | None = MISSING
+
+
+@dataclass
+class HFClassifierTaskConfig(HFTaskConfig):
     pair_column: str | None = MISSING
     label_column: str = MISSING
-    batch_size: int = MISSING
     max_length: int = MISSING
-    grad_accum: int = MISSING
-    val_fraction: float = MISSING
-    test_fraction: float = MISSING
     split_seed: int = MISSING
     eval_examples: int | None = MISSING
-    cache_dir: str | None = MISSING
 
 
 # --- loggers -------------------------------------------------------------------------------------

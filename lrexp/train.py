@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -518,13 +518,6 @@ def evaluation_point(optimizer: torch.optim.Optimizer) -> Iterator[None]:
         with torch.no_grad():
             for p, s in zip(params, saved):
                 p.copy_(s)
-
-
-def resolved(node: DictConfig) -> dict[str, Any]:
-    """A config node as a plain, resolved dict."""
-    container = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    assert isinstance(container, dict)
-    return {str(k): v for k, v in container.items()}
 
 
 def seed_everything(seed: int) -> None:

@@ -195,7 +195,9 @@ def test_a_worker_killed_by_the_os_leaves_a_record_and_the_sweep_completes(tmp_p
     status = {i: summary_json(sweep / str(i))["status"] for i in range(4)}
     assert status == {0: "completed", 1: "completed", 2: "failed", 3: "completed"}
     assert (sweep / "1" / "kills").read_text() == "1" and "resuming" in (sweep / "1" / "lrexp.log").read_text()
-    assert (sweep / "2" / "kills").read_text() == "3"  # twice in the sweep, once on its own
+    # Killed at every launch: at the second death it was in flight at (its own, or job 1's when the two ran
+    # side by side), it runs once more on its own and is killed there too. Which depends on scheduling.
+    assert (sweep / "2" / "kills").read_text() in ("2", "3")
     assert "worker process was killed" in summary_json(sweep / "2")["error"]
 
     alone = run_cli(["scheduler=exp", *KILLED_SWEEP, "hydra.run.dir=alone"], cwd=tmp_path)

@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from lrexp.errors import ConfigError
 from lrexp.record import Metric
 from lrexp.targets import call_target, check_signature
 
@@ -81,6 +82,20 @@ def stack_batches(batches: Sequence[Batch], dim: int = 0) -> Batch:
     if isinstance(first, (tuple, list)):
         return type(first)(stack_batches([b[i] for b in batches], dim) for i in range(len(first)))
     raise TypeError(f"cannot stack batches of type {type(first).__name__}")
+
+
+def check_sizes(**sizes: int | None) -> None:
+    """Sizes a task takes (batch, context, ...) must be positive integers; None where a size is optional."""
+    for name, value in sizes.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"task.{name}", value, "must be an integer > 0")
+
+
+def check_fractions(upper: float, **fractions: float) -> None:
+    """Held-out fractions of the data, each in (0, upper)."""
+    for name, value in fractions.items():
+        if not 0.0 < value < upper:
+            raise ConfigError(f"task.{name}", value, f"must be between 0 and {upper:g} (exclusive)")
 
 
 def build_task(node: DictConfig, device: torch.device, seed: int) -> Task:

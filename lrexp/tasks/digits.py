@@ -20,7 +20,7 @@ from torch import nn
 
 from lrexp.errors import ConfigError
 from lrexp.record import Goal, Metric
-from lrexp.tasks import Model
+from lrexp.tasks import Model, check_fractions
 
 N_CLASSES = 10
 
@@ -83,9 +83,7 @@ class DigitsTask:
         device: torch.device,
         seed: int,
     ) -> None:
-        for key, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 < fraction < 1.0:
-                raise ConfigError(f"task.{key}", fraction, "must be between 0 and 1 (exclusive)")
+        check_fractions(1.0, val_fraction=val_fraction, test_fraction=test_fraction)
         if val_fraction + test_fraction >= 0.9:
             raise ConfigError("task.test_fraction", test_fraction, f"leaves too little to train on with task.val_fraction={val_fraction}")
         images, labels = load_digits_arrays()

@@ -27,7 +27,7 @@ from torch import nn
 
 from lrexp.errors import ConfigError, first_line
 from lrexp.record import Goal, Metric
-from lrexp.tasks import Model
+from lrexp.tasks import Model, check_fractions, check_sizes
 from lrexp.tasks.digits import stratified_split
 from lrexp.tasks.hf_data import Source, cache_root, examples, splits_of, token_stream
 from lrexp.tasks.tinylm import batch_seed, split_chunks
@@ -141,10 +141,16 @@ def decay_groups(model: nn.Module) -> list[dict[str, Any]]:
     return [{"name": "decay", "params": decay}, {"name": "no_decay", "params": no_decay, "weight_decay": 0.0}]
 
 
-def check_sizes(**sizes: int | None) -> None:
-    for name, value in sizes.items():
-        if value is not None and value < 1:
-            raise ConfigError(f"task.{name}", value, "must be an integer > 0")
+def open_source(
+    model: str | None, config: Any, tokenizer: str | None, data: str | None, data_glob: str, dataset: str | None, dataset_config: str | None
+) -> tuple[Any, Any, Source]:
+    """What both tasks start from, checked in the order a user reads the config: the model's config (an
+    unknown model is named before anything else is read), its tokenizer, where the data comes from."""
+    if (data is None) == (dataset is None):
+        raise ConfigError("task.data", data, "give one of task.data (a local file or folder) and task.dataset (a datasets name)")
+    cfg = model_config(model, config, {})
+    tok = load_tokenizer(tokenizer or model or (config if isinstance(config, str) else None), "task.tokenizer")
+    return cfg, tok, Source(data, data_glob, dataset, dataset_config)
 
 
 # --- language modelling ---------------------------------------------------------------------------
@@ -185,15 +191,9 @@ class HFLanguageModelTask:
     ) -> None:
         check_sizes(batch_size=batch_size, context=context, grad_accum=grad_accum, eval_batches=eval_batches, test_batches=test_batches,
                     max_tokens=max_tokens)  # fmt: skip
-        for key, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 < fraction < 0.5:
-                raise ConfigError(f"task.{key}", fraction, "must be between 0 and 0.5 (exclusive)")
-        if (data is None) == (dataset is None):
-            raise ConfigError("task.data", data, "give one of task.data (a local file or folder) and task.dataset (a datasets name)")
+        check_fractions(0.5, val_fraction=val_fraction, test_fraction=test_fraction)
         self.batch_size, self.context, self.grad_accum, self.seed, self.device = batch_size, context, grad_accum, seed, device
-        cfg = model_config(model, config, {})  # an unknown model is named as such before anything else is read
-        self.tokenizer = load_tokenizer(tokenizer or model or (config if isinstance(config, str) else None), "task.tokenizer")
-        source = Source(data, data_glob, dataset, dataset_config)
+        cfg, self.tokenizer, source = open_source(model, config, tokenizer, data, data_glob, dataset, dataset_config)
         splits = splits_of(source)
         train_split = "train" if "train" in splits else splits[0]
         stream = token_stream(source, self.tokenizer, text_column, train_split, max_tokens, cache_root(cache_dir))
@@ -288,17 +288,11 @@ class HFClassifierTask:
         seed: int,
     ) -> None:
         check_sizes(batch_size=batch_size, max_length=max_length, grad_accum=grad_accum, eval_examples=eval_examples)
-        for key, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 < fraction < 0.5:
-                raise ConfigError(f"task.{key}", fraction, "must be between 0 and 0.5 (exclusive)")
-        if (data is None) == (dataset is None):
-            raise ConfigError("task.data", data, "give one of task.data (a local file or folder) and task.dataset (a datasets name)")
+        check_fractions(0.5, val_fraction=val_fraction, test_fraction=test_fraction)
         self.batch_size, self.grad_accum, self.seed, self.device = batch_size, grad_accum, seed, device
-        model_config(model, config, {})  # an unknown model is named as such before anything else is read
-        self.tokenizer = load_tokenizer(tokenizer or model or (config if isinstance(config, str) else None), "task.tokenizer")
+        _, self.tokenizer, source = open_source(model, config, tokenizer, data, data_glob, dataset, dataset_config)
         if self.tokenizer.pad_token is None:  # GPT-style tokenizers have none; padding is masked out anyway
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        source = Source(data, data_glob, dataset, dataset_config)
         cache = cache_root(cache_dir)
         splits = splits_of(source)
         own = {name: splits_of_name(splits, name) for name in ("train", "val", "test")}

@@ -21,7 +21,7 @@ from torch import nn
 
 from lrexp.errors import ConfigError
 from lrexp.record import Goal, Metric
-from lrexp.tasks import Model
+from lrexp.tasks import Model, check_fractions, check_sizes
 
 VOCAB = 256  # bytes
 # The corpus is cut into this many equal chunks (fewer for a small corpus); an evenly spaced subset of
@@ -164,25 +164,13 @@ class TinyLMTask:
         device: torch.device,
         seed: int,
     ) -> None:
-        for name, size in [
-            ("batch_size", batch_size),
-            ("context", context),
-            ("n_layer", n_layer),
-            ("n_head", n_head),
-            ("n_embd", n_embd),
-            ("max_corpus_bytes", max_corpus_bytes),
-            ("eval_batches", eval_batches),
-            ("test_batches", test_batches),
-        ]:
-            if size < 1:
-                raise ConfigError(f"task.{name}", size, "must be an integer > 0")
+        check_sizes(batch_size=batch_size, context=context, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                    max_corpus_bytes=max_corpus_bytes, eval_batches=eval_batches, test_batches=test_batches)  # fmt: skip
         if n_embd % n_head:
             raise ConfigError("task.n_head", n_head, f"must divide task.n_embd ({n_embd})")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError("task.dropout", dropout, "must be in [0, 1)")
-        for key, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 < fraction < 0.5:
-                raise ConfigError(f"task.{key}", fraction, "must be between 0 and 0.5 (exclusive)")
+        check_fractions(0.5, val_fraction=val_fraction, test_fraction=test_fraction)
 
         text = read_corpus(corpus_files(corpus, corpus_glob), max_corpus_bytes)
         chunk_len, train_chunks, val_chunks, test_chunks = split_chunks(len(text), context, val_fraction, test_fraction)
