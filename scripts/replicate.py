@@ -5,6 +5,7 @@
     python scripts/replicate.py --finding 1,5         # chosen findings (numbers or preset names)
     python scripts/replicate.py --reduced --finding 3,5   # the small versions CI runs (~30 s)
     python scripts/replicate.py --no-run              # analyse what OUT already holds
+    python scripts/replicate.py --finding 7 --keep scripts/figures/replication.json   # one finding, the others' rows kept
 
 Each finding's sweep goes to OUT/<preset>/ (one run directory per job, the comparison report at the
 top) and is resumed, not redone, when the script is run again (run.resume=true: finished runs are kept).
@@ -18,12 +19,13 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from lrexp.studies.replication import FINDINGS, Finding, analyse, markdown_table
+from lrexp.studies.replication import FINDINGS, Finding, Outcome, Verdict, analyse, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_FILE = "replicate_time.json"
@@ -73,6 +75,23 @@ def run_sweep(finding: Finding, out: Path, reduced: bool, launcher: str) -> floa
     return seconds
 
 
+def kept_with(outcomes: list[Outcome], findings: list[Finding], path: Path) -> list[Outcome]:
+    """The rows of ``path`` (an earlier replication.json), those of the chosen findings replaced by
+    ``outcomes``, in the suite's order."""
+    chosen = {str(f.number) for f in findings}
+    earlier = [Outcome(**(d | {"verdict": Verdict(d["verdict"])})) for d in json.loads(path.read_text())]
+    rows = [o for o in earlier if finding_number(o) not in chosen] + outcomes
+    order = {str(f.number): i for i, f in enumerate(FINDINGS)}
+    return sorted(rows, key=lambda o: order[finding_number(o)])  # stable: a finding's rows keep their order
+
+
+def finding_number(o: Outcome) -> str:
+    """ "1a" -> "1", "4 @200" -> "4": the finding a row belongs to."""
+    match = re.match(r"\d+", o.finding)
+    assert match is not None, o.finding
+    return match[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--finding", help="comma-separated finding numbers or preset names (default: all)")
@@ -80,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reduced", action="store_true", help="the small versions (fewer seeds and LRs) CI runs")
     p.add_argument("--no-run", action="store_true", help="analyse the sweeps OUT already holds")
     p.add_argument("--launcher", default="parallel", help="the Hydra launcher of the sweeps (default: parallel)")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        help="a replication.json whose rows of the findings not chosen are kept: the table updated one finding at a time",
+    )
     args = p.parse_args(argv)
     findings = chosen(args.finding)
     out = args.out.resolve()
@@ -92,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         for f in findings:
             run_sweep(f, out, args.reduced, args.launcher)
     outcomes = [o for f in findings for o in analyse(f, out / f.preset)]
+    if args.keep:
+        outcomes = kept_with(outcomes, findings, args.keep)
     table = markdown_table(outcomes)
     print(table)
     out.mkdir(parents=True, exist_ok=True)
