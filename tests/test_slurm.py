@@ -148,7 +148,17 @@ def release_when_requeued(task: str, proc: subprocess.Popen) -> None:
         reason = subprocess.run(["squeue", "-h", "-j", task, "-o", "%r"], capture_output=True, text=True, timeout=30).stdout
         return "BeginTime" in reason
 
+    def first_attempt_gone() -> bool:
+        steps = subprocess.run(["squeue", "-h", "-s", "-j", task], capture_output=True, text=True, timeout=30).stdout
+        node = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, timeout=30).stdout
+        return not steps.strip() and "completing" not in node
+
     wait_for(pending_on_begin_time, "the requeued job", proc)
+    wait_for(first_attempt_gone, "the first attempt's processes to end", proc)
+    # slurmd revoked the first attempt's credential when it killed it, and refuses a credential of the same
+    # job issued within that second ("Killing non-startable batch job: Job credential revoked", the job
+    # then FAILED: seen in CI and here when released at once). Released two seconds later, it starts.
+    time.sleep(2)
     subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True, timeout=30)
 
 
