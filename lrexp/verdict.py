@@ -61,6 +61,9 @@ def fmt_interval(mean: float | None, low: float, high: float, sign: bool = False
     else:
         decimals = max(0, SPREAD_SIGNIFICANT - 1 - half_magnitude)
         parts = [f"{v:{plus}.{decimals}f}" for v in (mean, low, high)]
+    # A non-zero value that rounds to zero at the interval's precision gets its own two significant
+    # figures: "+7.3e-06 [-0.0028, +0.0028]", never "+0.0000 [-0.0028, +0.0028]".
+    parts = [fmt_num(v, SPREAD_SIGNIFICANT, sign) if v != 0 and float(text) == 0 else text for v, text in zip((mean, low, high), parts)]
     return f"{parts[0]} [{parts[1]}, {parts[2]}]"
 
 

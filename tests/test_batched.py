@@ -121,7 +121,7 @@ RESUMABLE = [
     "run.eval_every=100",
     "run.checkpoint_every=100",
     "logger.local.plots=false",
-    "run.threads=2",
+    "run.threads=1",  # one: two threads spin against each other when another process shares the cores
 ]
 SWEEP = ["-m", "hydra/launcher=batched", "scheduler=multistep,cosine", "optimizer.lr=1e-3,1000", *RESUMABLE]
 TIMINGS = ("wall_time_s", "steps_per_s", "time_to_first_step_s")

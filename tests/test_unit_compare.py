@@ -218,6 +218,9 @@ def test_two_seeds_are_called_fragile():
 def test_small_numbers_print_with_significant_figures():
     assert fmt_interval(6.7e-8, 5.7e-8, 7.7e-8, sign=True) == "+6.7e-08 [+5.7e-08, +7.7e-08]"
     assert fmt_interval(0.0093, 0.0043, 0.0144, sign=True) == "+0.0093 [+0.0043, +0.0144]"
+    # A mean far inside its interval keeps its own figures (seen in the schedules preset: +0.0000).
+    assert fmt_interval(7.3e-6, -0.0028, 0.0028, sign=True) == "+7.3e-06 [-0.0028, +0.0028]"
+    assert fmt_interval(-4e-4, -0.031, 0.030, sign=True) == "-0.00040 [-0.031, +0.030]"
     assert fmt_relative(6.7e-8, 0.1) == "+0.000067%" and fmt_relative(0.0093, 0.0741) == "+13%"
 
 
