@@ -18,7 +18,8 @@ from lrexp.verdict import headline
 from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
-SHORT = ["run.steps=200", "logger.local.plots=false", "run.progress=false", "hydra/launcher=batched"]
+# No sweep-end report: these tests compare the runs themselves (the report's own tests build reports).
+SHORT = ["run.steps=200", "logger.local.plots=false", "run.progress=false", "hydra/launcher=batched", "~hydra.callbacks.comparison_report"]
 
 
 @pytest.fixture(scope="module")
