@@ -170,7 +170,7 @@ def test_groups_without_shared_seeds_are_compared_unpaired_and_it_says_so():
 FALSE = (Claim.WORSE, Claim.WORSE_BY_LITTLE, Claim.BETTER)  # claims of a difference
 
 
-@pytest.mark.parametrize("groups", [2, 4, 9])
+@pytest.mark.parametrize("groups", [2, 4, pytest.param(9, marks=pytest.mark.slow)])  # 9: 12 s, out of the fast tier
 def test_identical_schedules_get_a_false_claim_at_most_5_percent_of_the_time(groups):
     """Simulated null sweeps: every group has the same true loss; only luck differs, and validation and
     test agree exactly (the worst case for choosing the reference: it is also the best on test). Any
