@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from lrexp.errors import ConfigError
+from lrexp.tasks.text_files import text_files
 
-TEXT_SNIFF_BYTES = 8192  # a file is text when its first bytes hold no NUL (git's heuristic)
 TOKENIZE_BATCH = 512  # records per tokenizer call
 JSON_SUFFIXES, CSV_SUFFIXES = (".jsonl", ".json", ".ndjson"), (".csv", ".tsv")
 UNLABELLED = "-1"  # how datasets marks a held-out split's hidden labels (GLUE's test sets): never scored
@@ -56,27 +56,10 @@ def cache_root(cache_dir: str | None) -> Path:
 # --- reading records -----------------------------------------------------------------------------
 
 
-def is_text(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return b"\0" not in f.read(TEXT_SNIFF_BYTES)
-
-
 def local_files(data: str, data_glob: str) -> list[Path]:
-    path = Path(data).expanduser()
-    if not path.exists():
-        raise ConfigError("task.data", data, "no such file or folder (a text, JSON lines or CSV file, or a folder of them)")
-    if path.is_file():
-        if not is_text(path):
-            raise ConfigError("task.data", data, "is not a text file (it holds NUL bytes): give text, JSON lines or CSV")
-        return [path]
-    files = sorted(
-        (p for p in path.glob(data_glob) if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)),
-        key=lambda p: p.relative_to(path).as_posix(),
+    return text_files(
+        data, data_glob, key="task.data", glob_key="task.data_glob", allowed="a text, JSON lines or CSV file, or a folder of them"
     )
-    files = [p for p in files if is_text(p)]
-    if not files:
-        raise ConfigError("task.data", data, f"holds no text files matching task.data_glob={data_glob!r}")
-    return files
 
 
 def file_records(path: Path, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
@@ -257,7 +240,6 @@ def examples(
     key = key_of("cls", fingerprint(source, split), tokenizer_id(tokenizer), columns, max_length, classes)
     with building(cache, key) as tmp:
         if tmp is not None:
-            labels_seen: list[str] = []
             ids = Appender(tmp / "input_ids", token_dtype(len(tokenizer)), max_length)
             mask = Appender(tmp / "attention_mask", np.uint8, max_length)
             raw_labels = []

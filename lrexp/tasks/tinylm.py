@@ -22,6 +22,7 @@ from torch import nn
 from lrexp.errors import ConfigError
 from lrexp.record import Goal, Metric
 from lrexp.tasks import Model, check_fractions, check_sizes
+from lrexp.tasks.text_files import text_files
 
 VOCAB = 256  # bytes
 # The corpus is cut into this many equal chunks (fewer for a small corpus); an evenly spaced subset of
@@ -29,8 +30,6 @@ VOCAB = 256  # bytes
 SPLIT_CHUNKS = 100
 # Library folders inside the stdlib directory: other people's code, different on every machine.
 NOT_STDLIB = {"site-packages", "dist-packages", "__pycache__"}
-# A file is text when its first bytes hold no NUL (git's heuristic): skips .pyc, images, archives.
-TEXT_SNIFF_BYTES = 8192
 
 
 # --- corpus --------------------------------------------------------------------------------------
@@ -46,29 +45,17 @@ def stdlib_sources() -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def is_text(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return b"\0" not in f.read(TEXT_SNIFF_BYTES)
-
-
 def corpus_files(corpus: str | None, corpus_glob: str) -> list[Path]:
     """The files of the corpus in reading order: a file, a folder's text files matching the glob, or the stdlib."""
     if corpus is None:
         return stdlib_sources()
-    path = Path(corpus).expanduser()
-    if not path.exists():
-        raise ConfigError("task.corpus", corpus, "no such file or folder (a text file, a folder of text files, or null)")
-    if path.is_file():
-        files = [path] if is_text(path) else []
-    else:
-        root = path
-        # Hidden folders (.git, .venv, ...) are tooling, not the text a user points at.
-        matches = [p for p in root.glob(corpus_glob) if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
-        files = sorted((p for p in matches if is_text(p)), key=lambda p: p.relative_to(root).as_posix())
-    if not files:
-        where = "is not a text file" if path.is_file() else f"holds no text files matching task.corpus_glob={corpus_glob!r}"
-        raise ConfigError("task.corpus", corpus, f"{where} (a text file, a folder of text files, or null for the stdlib)")
-    return files
+    return text_files(
+        corpus,
+        corpus_glob,
+        key="task.corpus",
+        glob_key="task.corpus_glob",
+        allowed="a text file, a folder of text files, or null for the stdlib",
+    )
 
 
 def read_corpus(files: list[Path], max_bytes: int) -> bytes:
