@@ -33,6 +33,7 @@ from typing import Any
 from lrexp.errors import ConfigError
 from lrexp.record import (
     GRAD_NORM,
+    METRICS_FILE,
     SPLITS,
     TRAIN_LOSS,
     Goal,
@@ -122,7 +123,7 @@ class Recorder:
             settings={k: str(v) for k, v in every.items()},
         )
         self.column_names = metric_columns(lr_columns + setting_columns, self.metrics)
-        self.writer: MetricsWriter | None = MetricsWriter(self.run_dir / "metrics.csv", self.column_names)
+        self.writer: MetricsWriter | None = MetricsWriter(self.run_dir / METRICS_FILE, self.column_names)
         self.rows: list[Row] = []
         self.pending: Row | None = None
         self.started = time.perf_counter()
@@ -139,7 +140,7 @@ class Recorder:
         if self.pending is not None and step < self.pending["step"]:
             raise ConfigError("step", step, f"steps must not go back: the last logged was {self.pending['step']}")
         if self.writer is None:  # more numbers after finish() (a test evaluation): the record is reopened
-            self.writer = MetricsWriter(self.run_dir / "metrics.csv", self.column_names, self.rows)
+            self.writer = MetricsWriter(self.run_dir / METRICS_FILE, self.column_names, self.rows)
         if self.pending is None or step != self.pending["step"]:
             self._flush()
             self.pending = {"step": int(step), **self._settings()}
@@ -156,7 +157,7 @@ class Recorder:
         row = {**self.pending, "time_s": time.perf_counter() - self.started}
         if self.rows and self.rows[-1]["step"] == row["step"]:  # the same step again, after finish(): one row
             row = {**self.rows.pop(), **{k: v for k, v in row.items() if v is not None}}
-            self.writer = MetricsWriter(self.run_dir / "metrics.csv", self.column_names, self.rows)
+            self.writer = MetricsWriter(self.run_dir / METRICS_FILE, self.column_names, self.rows)
         assert self.writer is not None
         self.rows.append(row)
         self.writer.append(row)
