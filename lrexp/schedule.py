@@ -233,7 +233,7 @@ def build(
     ``after_eval(val_loss)`` for a metric-driven schedule (plateau, greedy)."""
     from lrexp.build import build_schedule
     from lrexp.config import compose_schedule
-    from lrexp.validate import validate_schedule
+    from lrexp.validate import validate_spec
 
     peak = float(optimizer.param_groups[0]["lr"])
     keys = dict(arguments)
@@ -243,9 +243,5 @@ def build(
         keys["floor"] = floor
     node = compose_schedule(schedule, steps=steps, lr=peak, keys=keys)
     spec = ScheduleSpec.of(node)
-    if not (isinstance(spec.warmup, int) and 0 <= spec.warmup < steps):
-        raise ConfigError("warmup", warmup, f"must be a number of steps >= 0 and below steps ({steps})")
-    if not 0 <= spec.floor < 1:
-        raise ConfigError("floor", floor, "must be a fraction of the peak LR in [0, 1)")
-    validate_schedule(spec.kwargs, steps - spec.warmup, peak)
+    validate_spec(spec, steps, peak, prefix="", steps_key="steps")
     return build_schedule(spec, optimizer)

@@ -52,20 +52,25 @@ def validate(cfg: DictConfig) -> None:
     clip = cfg.optimizer.get(CLIP)
     if clip is not None and not (_is_number(clip) and clip > 0):
         raise ConfigError(f"optimizer.{CLIP}", clip, "must be a number > 0 (the largest gradient norm a step applies), or null")
-    spec = _schedule_spec(cfg.scheduler)
-    if not (_is_int(spec.warmup) and 0 <= spec.warmup < run.steps):
+    validate_spec(_schedule_spec(cfg.scheduler), run.steps, cfg.optimizer.lr)
+
+
+def validate_spec(spec: ScheduleSpec, steps: int, lr: float, *, prefix: str = "scheduler.", steps_key: str = "run.steps") -> None:
+    """A schedule with lrexp's warm-up and floor, for a run of ``steps``: the checks the CLI and
+    lrexp.schedule.build share (keys named ``prefix + key``; build names them as its arguments)."""
+    if not (_is_int(spec.warmup) and 0 <= spec.warmup < steps):
         raise ConfigError(
-            f"scheduler.{WARMUP}", spec.warmup, f"must be a number of steps >= 0 and below run.steps ({run.steps}), e.g. '${{steps:1/20}}'"
+            f"{prefix}{WARMUP}", spec.warmup, f"must be a number of steps >= 0 and below {steps_key} ({steps}), e.g. '${{steps:1/20}}'"
         )
     if not (_is_number(spec.floor) and 0 <= spec.floor < 1):
-        raise ConfigError(f"scheduler.{FLOOR}", spec.floor, "must be a fraction of the peak LR in [0, 1)")
+        raise ConfigError(f"{prefix}{FLOOR}", spec.floor, "must be a fraction of the peak LR in [0, 1)")
     if spec.warmup and spec.kwargs.get("num_warmup_steps"):
         raise ConfigError(
-            f"scheduler.{WARMUP}",
+            f"{prefix}{WARMUP}",
             spec.warmup,
             f"{spec.target} warms up by itself (scheduler.num_warmup_steps={spec.kwargs['num_warmup_steps']}): set one of the two to 0",
         )
-    validate_schedule(spec.kwargs, run.steps - spec.warmup, cfg.optimizer.lr)
+    validate_schedule(spec.kwargs, steps - spec.warmup, lr)
 
 
 def validate_schedule(kwargs: Mapping[str, Any], steps: int, lr: float) -> None:

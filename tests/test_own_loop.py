@@ -52,6 +52,14 @@ def test_warm_up_and_floor_follow_their_definition_on_any_schedule():
     with pytest.raises(ConfigError) as e:
         build("cosine_full", optimizer, 100, T_maxx=3)
     assert e.value.key == "scheduler.T_maxx"
+    # A schedule that warms up by itself, warmed up again, would peak, fall to 0 and warm up twice: the
+    # CLI's own check, shared (it once was not: the README's own example did this).
+    with pytest.raises(ConfigError) as e:
+        build("wsd", optimizer, 100, warmup="1/20")
+    assert e.value.key == "warmup" and "warms up by itself" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        build("cosine_full", optimizer, 100, warmup=100)
+    assert e.value.key == "warmup" and "below steps (100)" in str(e.value)
 
 
 def digits_run(run_dir: Path, schedule: str, seed: int, steps: int = 150) -> dict:

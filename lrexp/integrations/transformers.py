@@ -5,7 +5,7 @@ schedules as the Trainer's scheduler.
     from lrexp.schedule import build
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
-    schedule = build("wsd", optimizer, steps=args.max_steps, warmup="1/20")
+    schedule = build("wsd", optimizer, steps=args.max_steps)  # wsd warms up by itself: the first 5%
     trainer = Trainer(model, args, train_dataset=..., eval_dataset=..., optimizers=(optimizer, schedule),
                       callbacks=[LrexpCallback("runs/wsd-s0", schedule=schedule, scheduler="wsd")])
     trainer.train()
