@@ -72,3 +72,14 @@ def run_cli(args: Sequence[str], cwd: Path, module: str = "lrexp", timeout: floa
 def table_without_time(rows: list[dict]) -> list[dict]:
     """metrics rows minus the wall-clock column, which no two runs share."""
     return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+def stepped(schedule, optimizer, steps: int) -> list[float]:
+    """The LR each of ``steps`` optimizer steps applies, the schedule (a torch scheduler, or lrexp's with
+    torch's ``step()``) stepped after each: the canonical loop every reference LR comes from."""
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return lrs

@@ -17,17 +17,8 @@ from lrexp.errors import ConfigError
 from lrexp.record import read_metrics
 from lrexp.recorder import Recorder
 from lrexp.schedule import build
-from tests.helpers import run_cli, summary_json
+from tests.helpers import run_cli, stepped, summary_json
 from tests.test_schedules import LR, REFERENCES, STEPS, reference_lrs
-
-
-def stepped(schedule, optimizer, steps: int) -> list[float]:
-    lrs = []
-    for _ in range(steps):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        schedule.step()
-    return lrs
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import transformers
 from torch.optim import lr_scheduler as S
 
 from lrexp.record import read_metrics
-from tests.helpers import SCHEDULES, train_in_process
+from tests.helpers import SCHEDULES, stepped, train_in_process
 
 # End to end: real training runs and real processes (the fast tier is pytest -m 'not slow').
 pytestmark = pytest.mark.slow
@@ -62,15 +62,8 @@ METRIC_DRIVEN = {  # stepped with the validation loss at every evaluation, check
 
 
 def reference_lrs(make: Callable, steps: int = STEPS, lr: float = LR) -> list[float]:
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.AdamW([param], lr=lr)
-    scheduler = make(optimizer)
-    lrs = []
-    for _ in range(steps):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return lrs
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    return stepped(make(optimizer), optimizer, steps)
 
 
 def logged_lrs(run_dir, schedule: str, *extra: str) -> list[float]:

@@ -14,6 +14,7 @@ from torch.optim import lr_scheduler as S
 
 from lrexp.errors import ConfigError
 from lrexp.schedule import Direct, WarmupFloor, metric_driven
+from tests.helpers import stepped
 
 PEAK = 1e-3
 
@@ -37,13 +38,7 @@ def drive(schedule, optimizer, steps, metrics=None):
 def inner_lrs(make, steps):
     """The inner scheduler alone, on its own optimizer: the LR it applies at each of its own steps."""
     o = adam()
-    s = make(o)
-    lrs = []
-    for _ in range(steps):
-        lrs.append(o.param_groups[0]["lr"])
-        o.step()
-        s.step()
-    return lrs
+    return stepped(make(o), o, steps)
 
 
 def test_warm_up_then_a_constant_lr_is_transformers_constant_schedule_with_warmup():
