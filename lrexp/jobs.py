@@ -234,9 +234,10 @@ def batch_threads() -> int:
 
     One process steps the whole batch with torch's OpenMP threads, which spin at every barrier waiting
     for each other: a thread that shares its core with another process loses it for whole time slices
-    while the others spin. Measured (README, "Batched sweeps"): 16 digits runs took 2.6 x as long with one
-    core busy and 2 threads as with 1 thread, while OMP_WAIT_POLICY=PASSIVE recovered only part of it and
-    cost up to a third on an idle machine. So the threads are the free cores (sampled at the start), and
+    while the others spin. Measured (README, "On a busy machine"): with one core busy, 16 digits runs took
+    58.9 s on both cores and 35.8 s on the free one (36.7 s with the parallel launcher), while
+    OMP_WAIT_POLICY=PASSIVE recovered only part of it and cost up to a third on an idle machine.
+    So the threads are the free cores (sampled at the start), and
     OpenMP keeps its default, fastest wait. The thread count can change float results in their last bits
     (parallel reductions): run.threads=N fixes it for bit-exact reproduction on a loaded machine."""
     from lrexp.device import free_cores, usable_cores
