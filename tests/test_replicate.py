@@ -53,7 +53,9 @@ def test_every_preset_composes_and_sweeps_the_seeds(finding):
 
 @pytest.mark.slow
 def test_the_reduced_findings_reproduce_on_real_runs(tmp_path):
-    """Findings 5 and 3 at CI's scale (3 seeds; a 3-LR grid): large effects, asserted by direction."""
+    """Findings 5 and 3 at CI's scale (5: 3 seeds; 3: 4 seeds, LRs 0.04 and 0.16): large effects, asserted by
+    direction. Finding 3's top LR lies one doubling from both edges (without warm-up every seed diverges there,
+    with it every seed ends at 0.05 x its first loss, on 1 and 2 threads), so CPU roundings cannot decide it."""
     # The basic launcher: under pytest-xdist every core already runs a test, and the parallel launcher's
     # worker processes would only add their start-ups (measured: 96 against 73 CPU-seconds).
     done = replicate("--reduced", "--finding", "5,3", "--launcher", "basic", "--out", str(tmp_path), cwd=tmp_path)
@@ -64,7 +66,7 @@ def test_the_reduced_findings_reproduce_on_real_runs(tmp_path):
     assert stall["verdict"] == "reproduced" and stall["high"] < 0 and stall["n"] == 3
     assert "below 1e-3 x peak from step 688 of 3000" in stall["detail"]
     # 3: with warm-up the largest LR that trains is higher, on every seed.
-    assert warmup["verdict"] == "reproduced" and warmup["low"] > 0 and warmup["n"] == 3
+    assert warmup["verdict"] == "reproduced" and warmup["low"] > 0 and warmup["n"] == 4
     # The table printed is the one written, and each sweep left its report and its wall time.
     assert (tmp_path / "replication.md").read_text().strip() in done.stdout
     for preset in ("exp_stall", "warmup_stability"):

@@ -467,8 +467,11 @@ class Finding:
 FINDINGS = (
     Finding(1, "straight_to_zero", "Bergsma et al. 2025, arXiv:2502.15938", straight_to_zero),
     Finding(2, "wsd_cooldown", "Hägele et al. 2024, arXiv:2405.18392", wsd_cooldown),
+    # Reduced: 0.16 lies one doubling above the largest LR that trains without warm-up (0.08 on all 6 seeds of the
+    # full sweep) and one below the smallest with it (0.16): the outcome is decided far from either edge, where
+    # CPU roundings cannot flip it (0.32, the old top, is at warm-up's edge: one seed died there on an AMD CPU).
     Finding(3, "warmup_stability", "Kalra and Barkeshli 2024, arXiv:2406.09405", warmup_stability,
-            ("seed=0,1,2", "optimizer.lr=0.02,0.08,0.32")),
+            ("seed=0,1,2,3", "optimizer.lr=0.04,0.16")),
     Finding(4, "schedule_free", "Defazio et al. 2024, arXiv:2405.15682", schedule_free),
     Finding(5, "exp_stall", "the article lrexp grew out of", exp_stall, ("seed=0,1,2",)),
     Finding(6, "tuning_protocol", "Choi et al. 2019, arXiv:1910.05446", tuning_protocol),
