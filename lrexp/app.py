@@ -20,8 +20,9 @@ from lrexp.jobs import log, run_job
 from lrexp.record import writing
 
 
-def register_launchers() -> None:
-    """Make ``hydra/launcher=batched`` and ``hydra/launcher=parallel`` known to Hydra in every install.
+def register_plugins() -> None:
+    """Make ``hydra/launcher=batched``, ``hydra/launcher=parallel`` and ``hydra/sweeper=adaptive`` known to
+    Hydra in every install.
 
     Hydra finds plugins by walking the ``hydra_plugins`` namespace package with pkgutil, which cannot see
     into an editable install (setuptools serves it through an import hook, not a directory): from any
@@ -34,15 +35,17 @@ def register_launchers() -> None:
     from hydra.core.plugins import Plugins
 
     from hydra_plugins.lrexp_launchers.batched import BatchedLauncher
+    from hydra_plugins.lrexp_sweepers.adaptive import AdaptiveSweeper
 
     Plugins.instance().register(BatchedLauncher)
+    Plugins.instance().register(AdaptiveSweeper)
     if find_spec("hydra_plugins.hydra_joblib_launcher") is not None:
         from hydra_plugins.lrexp_launchers.parallel import ParallelLauncher
 
         Plugins.instance().register(ParallelLauncher)
 
 
-register_launchers()
+register_plugins()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://lrexp.conf", config_name="config")

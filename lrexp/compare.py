@@ -274,6 +274,7 @@ class Comparison:
     pairs: list[Pair] = field(default_factory=list)  # the family: every pair of ranked groups
     target: float | None = None  # the validation loss steps-to-target counts to
     robustness: Robustness | None = None
+    design: str | None = None  # how the claims were made when not by the fixed protocol (lrexp.sequential)
 
     @property
     def best(self) -> dict[str, Cell]:
@@ -316,7 +317,11 @@ class Comparison:
 # --- the comparison --------------------------------------------------------------------------------
 
 
-def compare(runs: Sequence[RunRecord], group_key: str | None = None, settings: Settings | None = None) -> Comparison:
+def compare(
+    runs: Sequence[RunRecord], group_key: str | None = None, settings: Settings | None = None, chosen: Mapping[str, str] | None = None
+) -> Comparison:
+    """``chosen``: group -> the label of the cell to take it at, where a design chose (lrexp.sequential);
+    by default validation chooses."""
     if not runs:
         raise ValueError("no runs found (no summary.json under the given directories)")
     settings = settings or recorded_settings(r.dir for r in runs)
@@ -333,14 +338,17 @@ def compare(runs: Sequence[RunRecord], group_key: str | None = None, settings: S
 
     # Validation chooses each group's cell, and ranks the groups.
     by_val = cell_order(loss, "val")
-    chosen: dict[str, Cell] = {}
+    best: dict[str, Cell] = {}
     for cell in cells.values():
-        if cell.group not in chosen or by_val(cell) < by_val(chosen[cell.group]):
-            chosen[cell.group] = cell
+        if cell.group not in best or by_val(cell) < by_val(best[cell.group]):
+            best[cell.group] = cell
+    for cell in cells.values():  # where a design chose (a label it names that no cell has: validation's choice stays)
+        if chosen is not None and chosen.get(cell.group) == cell.label():
+            best[cell.group] = cell
     # The held-out split reports, where every chosen run recorded it.
-    completed = [r for cell in chosen.values() for r in cell.completed()]
+    completed = [r for cell in best.values() for r in cell.completed()]
     split = "test" if completed and all(_finite(r.summary.final.get(loss.column("test"))) for r in completed) else "val"
-    results = [_result(cell, metrics, split) for cell in sorted(chosen.values(), key=by_val)]
+    results = [_result(cell, metrics, split) for cell in sorted(best.values(), key=by_val)]
     rank = 0
     for r in results:
         if r.loss.mean is not None and r.chosen_by is not None and r.cell.complete:

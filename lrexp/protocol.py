@@ -33,6 +33,29 @@ PROTOCOL = (
     "groups cannot be told apart, which differ negligibly, and about how many seeds would resolve the rest."
 )
 
+# An adaptive sweep's protocol (hydra/sweeper=adaptive, lrexp.sequential), word for word as carried out;
+# the README quotes it and a test keeps the two equal.
+SEQUENTIAL_PROTOCOL = (
+    "Validation chooses, test reports, and the design decides when to stop. The sweep runs in rounds: every "
+    "cell at seeds.min seeds, then the next seeds for the cells of schedules whose comparisons are still open, "
+    "until every pair the verdict needs is decided, seeds.max is reached or the run budget ends. After each "
+    "round every schedule is taken at its best setting by mean final validation loss among the settings not "
+    "dropped; a setting is dropped when a run of it diverged or failed on a seed where the schedule's best "
+    "setting trained, or when its mean validation loss is worse than the best setting's by more than "
+    "drop_spread times the seeds' spread and by more than the margin. No run is stopped early: every decision "
+    "uses final values. Each pair of schedules is compared seed by seed on the held-out test split with a "
+    "repeated confidence interval: the paired mean difference plus or minus a group-sequential boundary times "
+    "its standard error, the boundaries of the planned rounds set by Lan-DeMets alpha spending and computed "
+    "on the t scale, so that with alpha shared equally (Bonferroni) over the family of every pair of schedules, "
+    "fixed before the first run, the chance that any interval of any round misses its true difference is at "
+    "most alpha. While a pair compares the same two settings its interval is the intersection of its rounds' "
+    "intervals. A pair is decided when its interval lies beyond the margin (report.margin, a fraction of the "
+    "reference's loss fixed before the sweep: one schedule is worse) or within it (negligible); a schedule "
+    "decided worse than another, or without a complete setting, no longer needs its other pairs. A winner is "
+    "named only when every other schedule is worse than the best on validation; a pair still open at the end "
+    "is reported as cannot tell, with the largest gap its interval allows."
+)
+
 
 @dataclass(frozen=True)
 class Settings:

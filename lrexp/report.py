@@ -25,11 +25,12 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from lrexp import sequential
 from lrexp.compare import Band, Cell, Comparison, band, cell_row, compare, find_runs, result_row, varying_keys
 from lrexp.diagnostics import Diagnosis, diagnose
 from lrexp.errors import ConfigError
 from lrexp.plots import draw_lr
-from lrexp.protocol import PROTOCOL, Settings, recorded_settings
+from lrexp.protocol import PROTOCOL, SEQUENTIAL_PROTOCOL, Settings, recorded_settings
 from lrexp.record import CELLS_CSV, REPORT_HTML, REPORT_MD, SUMMARY_CSV, TRAIN_LOSS, Goal, Status
 from lrexp.sections import Section, to_html, to_markdown
 from lrexp.stats import LEVEL
@@ -50,6 +51,10 @@ def write_report(
     """Write the report of the runs under ``paths`` into ``out``; returns the path of report.html.
     ``settings``: how to judge (default: what the runs recorded, lrexp.protocol)."""
     comparison = compare(find_runs(paths), group_by, settings)
+    design = sequential.read_design(paths[0]) if len(paths) == 1 and group_by in (None, comparison.group_key) else None
+    replayed = None
+    if design is not None:  # an adaptive sweep: its design's claims (lrexp.sequential), and what the design did
+        comparison, replayed = sequential.judged(comparison, design, sequential.planned_cells(paths[0]))
     diagnosis = diagnose(comparison)
     out.mkdir(parents=True, exist_ok=True)
     (out / FIG_DIR).mkdir(exist_ok=True)
@@ -58,7 +63,7 @@ def write_report(
     write_csv(out / SUMMARY_CSV, summary_rows(comparison, diagnosis))
     if len(comparison.cells) > len(comparison.results):
         write_csv(out / CELLS_CSV, [cell_row(comparison, c) for c in comparison.cells])
-    extra = sections(comparison, paths, out / FIG_DIR)
+    extra = ([sequential.section(replayed, comparison)] if replayed is not None else []) + sections(comparison, paths, out / FIG_DIR)
     (out / REPORT_MD).write_text(render_markdown(comparison, diagnosis, figures, title, out, extra))
     (out / REPORT_HTML).write_text(render_html(comparison, diagnosis, figures, title, spread, smoothing, out, extra))
     return out / REPORT_HTML
@@ -301,8 +306,9 @@ ROBUSTNESS_INTRO = (
 
 def method_text(comparison: Comparison) -> str:
     where = "" if comparison.split == "test" else " No run recorded a test split: the table reports validation."
+    protocol = f"{SEQUENTIAL_PROTOCOL} Design: {comparison.design}." if comparison.design else PROTOCOL
     return (
-        f"{PROTOCOL}{where} Margin: {comparison.settings.margin:g} x the reference's loss = {fmt_num(comparison.margin_abs)}. "
+        f"{protocol}{where} Margin: {comparison.settings.margin:g} x the reference's loss = {fmt_num(comparison.margin_abs)}. "
         f"Varying keys: {', '.join(comparison.varying) or 'none'}."
     )
 

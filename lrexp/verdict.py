@@ -114,6 +114,13 @@ def seeds_clause(r: Result) -> str:
     return f"telling them apart would take about {n} seeds"
 
 
+def p_clause(r: Result, lead: str = " (") -> str:
+    """`` (p = 0.012)`` after a difference, or nothing where the design's claims rest on intervals alone."""
+    if not math.isfinite(r.p_holm):
+        return ""
+    return f"{lead}{p_text(r.p_holm)}" + (")" if lead == " (" else "")
+
+
 def names(results: list[Result]) -> str:
     return ", ".join(r.group for r in results)
 
@@ -140,14 +147,15 @@ def headline(c: Comparison, diagnosis: Diagnosis | None = None) -> str:
     else:
         others = ranked[1:]
         pairing = f"paired over {n} seeds" if c.paired else "unpaired: the groups do not share seeds"
-        family = f"Holm-corrected over all {len(c.pairs)} pairs" if len(c.pairs) > 1 else "one comparison"
+        family = c.design or (f"Holm-corrected over all {len(c.pairs)} pairs" if len(c.pairs) > 1 else "one comparison")
+        significant = "every interval" if c.design else f"p < {ALPHA:g}"
         by_claim = {claim: [r for r in others if r.claim is claim] for claim in Claim}
         if c.winner is not None:
             closest = others[0]
             text = (
                 f"{name} wins: its {what} is {interval} ({level} interval), and every other {key} is worse by more "
                 f"than the margin ({margin_text(c)}; {pairing}, {family}); the closest, {closest.group}, by "
-                f"{diff_text(c, closest)} ({p_text(closest.p_holm)})."
+                f"{diff_text(c, closest)}{p_clause(closest)}."
             )
         else:
             text = f"No winner at {n} seeds: {best.group} is best on validation, with a {what} of {interval}."
@@ -155,19 +163,26 @@ def headline(c: Comparison, diagnosis: Diagnosis | None = None) -> str:
             if unresolved:
                 runner = unresolved[0]
                 d = runner.diff
-                if d is not None and d.excludes_zero:  # significant alone, not once corrected for the whole family
-                    why = f"an interval that excludes zero on its own, but not once corrected for {len(c.pairs)} pairs"
+                if c.design and d is not None:  # a sequential design ends honest: how large a gap it could still hide
+                    gap = max(abs(d.low), abs(d.high)) if math.isfinite(d.low) else math.nan
+                    text += (
+                        f" Cannot tell {names([best, *unresolved])} apart at {d.n} seeds: {runner.group} differs by {diff_text(c, runner)} "
+                        f"({pairing}, {family}), so |gap| < {fmt_num(gap, SPREAD_SIGNIFICANT)}."
+                    )
                 else:
-                    why = "an interval that includes zero"
-                text += (
-                    f" Cannot tell {names([best, *unresolved])} apart: {runner.group} differs by {diff_text(c, runner)}, {why} "
-                    f"({pairing}, {family}, {p_text(runner.p_holm)}); {seeds_clause(runner)}."
-                )
+                    if d is not None and d.excludes_zero:  # significant alone, not once corrected for the whole family
+                        why = f"an interval that excludes zero on its own, but not once corrected for {len(c.pairs)} pairs"
+                    else:
+                        why = "an interval that includes zero"
+                    text += (
+                        f" Cannot tell {names([best, *unresolved])} apart: {runner.group} differs by {diff_text(c, runner)}, {why} "
+                        f"({pairing}, {family}, {p_text(runner.p_holm)}); {seeds_clause(runner)}."
+                    )
             little = by_claim[Claim.WORSE_BY_LITTLE]
             if little:
                 r = little[0]
                 text += (
-                    f" {names(little)} {'is' if len(little) == 1 else 'are'} worse ({family}, p < {ALPHA:g}) but possibly by less "
+                    f" {names(little)} {'is' if len(little) == 1 else 'are'} worse ({family}, {'its interval excluding 0' if c.design else significant}) but possibly by less "
                     f"than the margin ({margin_text(c)}): {r.group} by {diff_text(c, r)}."
                 )
             negligible = by_claim[Claim.NEGLIGIBLE]
@@ -182,11 +197,11 @@ def headline(c: Comparison, diagnosis: Diagnosis | None = None) -> str:
                 r = better[0]
                 text += (
                     f" Validation and test disagree: {names(better)} {'is' if len(better) == 1 else 'are'} better on test than "
-                    f"{best.group}, which validation chose ({r.group} by {diff_text(c, r)}, {p_text(r.p_holm)})."
+                    f"{best.group}, which validation chose ({r.group} by {diff_text(c, r)}{p_clause(r, ', ')})."
                 )
             worse = by_claim[Claim.WORSE]
             if worse:
-                text += f" {names(worse)} {'is' if len(worse) == 1 else 'are'} worse by more than the margin ({family}, p < {ALPHA:g})."
+                text += f" {names(worse)} {'is' if len(worse) == 1 else 'are'} worse by more than the margin ({family}, {significant})."
         if n == 2:
             text += " With 2 seeds each interval rests on 1 degree of freedom: fragile; sweep more seeds before trusting it."
     regime = diagnosis.regime if diagnosis else []
