@@ -69,10 +69,22 @@ class Law:
 # --- the two laws ----------------------------------------------------------------------------------
 
 
+PEAK_TOLERANCE = 1e-9  # relative: torch's recursive schedulers return to their peak a few ulps off it
+
+
+def warmup_end(eta: np.ndarray) -> int:
+    """The first step at the peak LR (within PEAK_TOLERANCE): where warm-up ends and the law's decay terms
+    start. Not argmax: torch's recursive CosineAnnealingLR comes back to its peak at 2/3 of the default
+    ``cosine`` run a hair above step 0's value (0.0010000000000000356 vs 0.001), and argmax would drop the
+    first decay and rise from the law."""
+    top = float(np.max(eta))
+    return int(np.flatnonzero(eta >= top * (1 - PEAK_TOLERANCE))[0])
+
+
 def multi_power(eta: np.ndarray, steps: np.ndarray, params: np.ndarray) -> np.ndarray:
     l0, a, alpha, b, c, beta, gamma = params
     area = np.cumsum(eta)  # area[t] = S1(t): the updates 0..t
-    peak = int(np.argmax(eta))
+    peak = warmup_end(eta)
     drop = np.zeros_like(eta)
     drop[peak + 1 :] = eta[peak:-1] - eta[peak + 1 :]  # eta_{k-1} - eta_k, after the peak
     ks = np.flatnonzero(drop)

@@ -109,3 +109,27 @@ def test_performance_profiles_are_the_share_of_sweeps_within_tau_of_the_best():
     rho = profiles(scores, taus)
     assert rho["a"].tolist() == pytest.approx([2 / 3, 2 / 3, 1.0])
     assert rho["b"].tolist() == pytest.approx([1 / 3, 2 / 3, 2 / 3])
+
+
+def test_the_multi_power_law_starts_its_decay_at_the_first_peak_of_torchs_cosine():
+    """conf/scheduler/cosine.yaml (T_max a third of the run): torch's recursive CosineAnnealingLR returns to
+    the peak at 2/3 of the run a few ulps above step 0's LR. The law must start at step 0 (the paper's
+    equation: warm-up ends at the first step at the peak), as for the same sequence with the ulps removed."""
+    import torch
+
+    from lrexp.laws import warmup_end
+
+    steps = 600
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=PEAK)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps // 3)
+    eta = []
+    for _ in range(steps):
+        eta.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    eta = np.array(eta) / PEAK
+    assert eta.max() > eta[0] and int(np.argmax(eta)) == 2 * steps // 3  # the hair above the peak that argmax picks
+    assert warmup_end(eta) == 0
+    at = np.arange(20, steps, 20)
+    exact = multi_power(np.minimum(eta, eta[0]), at, MPL)
+    np.testing.assert_allclose(multi_power(eta, at, MPL), exact, rtol=1e-9)
