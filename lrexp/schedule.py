@@ -151,6 +151,8 @@ class WarmupFloor(Driver):
     ) -> None:
         self.optimizer, self.warmup, self.floor = optimizer, warmup, floor
         self.peaks = [float(g["lr"]) for g in optimizer.param_groups]
+        for group, peak in zip(optimizer.param_groups, self.peaks):  # torch's LRScheduler convention: the peak stays
+            group.setdefault("initial_lr", peak)  # readable after warm-up has set the LR to 0 (lrexp.recorder reads it)
         self.shadow = _Shadow(optimizer)
         self.scheduler = make(self.shadow)
         self.metric_driven = metric_driven(self.scheduler, target)

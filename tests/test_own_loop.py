@@ -223,3 +223,46 @@ def test_lightning_runs_lrexps_schedule_through_the_callback_and_leaves_lrexps_r
     assert s["status"] == "completed" and s["seed"] == 0 and [m["name"] for m in s["metrics"]] == ["loss", "acc"]
     assert math.isfinite(s["final_test_loss"]) and json.loads(json.dumps(s))["settings"]["scheduler"] == "cosine_full"
     assert np.isfinite([r["train_loss"] for r in rows if r["train_loss"] is not None]).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accumulate", [1, 2, 4])
+def test_with_gradient_accumulation_the_lightning_callback_steps_the_schedule_once_per_optimizer_step(tmp_path, accumulate):
+    """Every row's LR is the LR the optimizer step applied (read in the module as it steps) and the schedule's
+    own at that step; the schedule reaches its end at the run's end, not after steps / accumulate."""
+    L = pytest.importorskip("lightning")
+    from lrexp.integrations.lightning import LrexpCallback
+
+    x, y = (
+        torch.randn(256, 8, generator=torch.Generator().manual_seed(0)),
+        torch.randint(0, 3, (256,), generator=torch.Generator().manual_seed(1)),
+    )
+    applied: dict[int, float] = {}
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(8, 3)
+
+        def training_step(self, batch, i):
+            return torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+        def on_before_optimizer_step(self, optimizer):
+            applied[self.trainer.global_step] = optimizer.param_groups[0]["lr"]
+
+        def configure_optimizers(self):
+            return self.optimizer
+
+    steps = 20
+    module = Module()
+    module.optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    callback = LrexpCallback(tmp_path / "run", schedule=build("cosine_full", module.optimizer, steps, warmup=4), log_every=1)
+    trainer = L.Trainer(max_steps=steps, accumulate_grad_batches=accumulate, callbacks=[callback], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8, shuffle=False))
+    rows = read_metrics(tmp_path / "run")
+    reference = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    lrs = stepped(build("cosine_full", reference, steps, warmup=4), reference, steps)
+    assert [r["step"] for r in rows] == list(range(steps)) and sorted(applied) == list(range(steps))
+    assert [r["lr"] for r in rows] == [applied[r["step"]] for r in rows] == lrs
+    assert summary_json(tmp_path / "run")["peak_lr"] == 0.1  # the schedule's peak, though warm-up set the LR to 0 first

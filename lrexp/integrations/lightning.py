@@ -55,7 +55,8 @@ class LrexpCallback(pl.Callback):
         self.record: Recorder | None = None
         self.applied: dict[str, float] = {}
         self.loss_sum: torch.Tensor | None = None
-        self.summed = 0
+        self.summed = 0  # micro-batches in loss_sum
+        self.stepped = 0  # trainer.global_step when the schedule was last stepped
         self.ended = False
 
     def on_fit_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -75,6 +76,11 @@ class LrexpCallback(pl.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.loss_sum = loss.detach() if self.loss_sum is None else self.loss_sum + loss.detach()
         self.summed += 1
+        # With accumulate_grad_batches=k this runs after every micro-batch, and the optimizer steps after every
+        # k-th: the schedule and the record follow optimizer steps (global_step), as lrexp's loop does.
+        if trainer.global_step == self.stepped:
+            return
+        self.stepped = trainer.global_step
         step = trainer.global_step - 1  # the optimizer step just taken
         if step % self.log_every == 0 or step == trainer.max_steps - 1:
             self.record.log(step, train_loss=(self.loss_sum / self.summed).item(), **self.applied)
