@@ -117,7 +117,7 @@ class Recorder:
             steps=steps,
             # The schedule's peak (torch's schedulers and lrexp's keep it as initial_lr), not the LR now: a warm-up
             # schedule built before the recorder has already set the LR to its first step's 0.
-            peak_lr=peak_lr if peak_lr is not None else (float(groups[0].get("initial_lr", groups[0]["lr"])) if optimizer is not None else None),
+            peak_lr=peak_lr if peak_lr is not None else (float(groups[0].get("initial_lr", groups[0]["lr"])) if optimizer else None),
             metrics=self.metrics,
             lr_columns=lr_columns,
             setting_columns=setting_columns,
