@@ -1,24 +1,26 @@
 """Deciding with the fewest runs: the adaptive sweep's group-sequential design and its statistics.
 
 An adaptive sweep (``hydra/sweeper=adaptive``, hydra_plugins/lrexp_sweepers) runs its cells in rounds of
-seeds and looks at the data after each round. A test repeated after every round would claim too much
-(five looks at a fixed-n 5% test give about 14%, Armitage et al. 1969), so every claim here rests on
-*repeated confidence intervals* (Jennison and Turnbull 1989): at look k a pair's paired difference gets
-the interval mean +- c_k x sd / sqrt(n), where the boundaries c_1..c_K of the planned looks are set so that
-a true difference escapes its interval at *any* look with probability at most alpha / m. The interval's
-coverage holds at whatever look the sweep stops, so a pair may be decided as soon as its interval allows:
+seeds and looks at the data after each round. A fixed-n test repeated after every round would claim too
+much (five looks at a 5% test give about 14%, Armitage et al. 1969), so both halves of the fixed protocol
+(lrexp.compare) are made sequential, with the same structure:
 
-- beyond the margin (the whole interval past +-margin): one group is worse;
-- negligible (the whole interval within the margin): an equivalence claim, from the same interval;
-- anything else stays open and gets the next seeds, until seeds.max or the run budget.
+- *is there a difference at all*: a group-sequential t test per pair, whose boundaries c_1..c_K over the
+  planned looks come from a Lan-DeMets alpha-spending function (Pocock's or O'Brien-Fleming's shape, over
+  the information fraction n_k / n_max); the family of every pair, fixed before the first run, is
+  corrected by Holm's step-down made sequential (Maurer and Bretz 2013): a pair not yet rejected is tested
+  at alpha / (pairs not yet rejected), so each rejection passes its share on, at this and later looks;
+- *by how much*: a repeated confidence interval per pair (Jennison and Turnbull 1989), mean +- c_k x
+  sd / sqrt(n) at level alpha, whose coverage holds at every look at once, so it may be read at whatever
+  look the sweep stops. While a pair compares the same two cells its interval is the intersection of its
+  looks' intervals.
 
-The c_k come from a Lan-DeMets alpha-spending function (Pocock's or O'Brien-Fleming's shape) over the
-information fraction n_k / n_max, computed on the t scale by simulating null paths of normal seed
-differences (t is scale-free, so the boundaries are exact for normal differences at any spread, 1 degree
-of freedom included). The family (every pair of groups) is fixed before the first run and shares alpha
-by Bonferroni (alpha / m each): Holm's step-down gives no simultaneous intervals. Intervals of a pair at
-successive looks all hold together, so while a pair compares the same two cells its interval is the
-intersection of its looks' intervals.
+A pair is decided *worse* (its difference rejected, its whole interval beyond the margin) or *negligible*
+(its whole interval within the margin: an equivalence claim, valid at any look for the same reason);
+anything else stays open and gets the next seeds, until seeds.max or the run budget. The boundaries are
+computed on the t scale by simulating null paths of normal seed differences (t is scale-free, so they are
+exact for normal differences at any spread, one degree of freedom included); how the design does on real,
+non-normal runs is measured by scripts/replay_sweeper.py on null pools.
 
 Every look is a prefix of seeds (look k: seeds 0..n_k - 1 of the cells still open), so everything here
 is recomputed from the run directories alone; the sweeper adds only its design (DESIGN_FILE). The
@@ -62,8 +64,9 @@ class Design:
     seeds_max: int = 12  # the most seeds any cell gets
     seeds_step: int = 1  # seeds added per round to the cells still open
     alpha: float = 0.05  # the family-wise error rate of every claim, over every look
-    spending: str = "pocock"  # the alpha-spending function's shape
+    spending: str = "obrien_fleming"  # the alpha-spending function's shape (README, Adaptive sweeps: why this default)
     drop_spread: float = 3.0  # a cell worse on validation than its group's best by this x the seeds' spread is dropped
+    futility: bool = True  # stop a pair that seeds.max could not decide (non-binding: it never adds a claim)
     max_runs: int | None = None  # the compute cap: no round starts that would exceed it
 
     def looks(self) -> list[int]:
@@ -88,6 +91,8 @@ class Design:
             raise bad("alpha", self.alpha, "must be in (0, 1)")
         if self.spending not in SPENDING:
             raise bad("spending", self.spending, f"allowed: {', '.join(SPENDING)}")
+        if not isinstance(self.futility, bool):
+            raise bad("futility", self.futility, "must be true or false")
         if not (isinstance(self.drop_spread, float | int) and self.drop_spread > 0):
             raise bad("drop_spread", self.drop_spread, "must be a number > 0 (a multiple of the seeds' spread)")
         if self.max_runs is not None and (not _int(self.max_runs) or self.max_runs < 1):
@@ -114,8 +119,8 @@ class Design:
         """The design in one phrase, for the report's sentences."""
         shape = "Pocock" if self.spending == "pocock" else "O'Brien-Fleming"
         return (
-            f"repeated {1 - self.alpha:.0%} intervals of a group-sequential design ({len(self.looks())} looks, "
-            f"{self.seeds_min} to {self.seeds_max} seeds, {shape} alpha spending), Bonferroni over {pairs} pair{'s' if pairs != 1 else ''}"
+            f"a group-sequential design ({len(self.looks())} looks, {self.seeds_min} to {self.seeds_max} seeds, {shape} alpha "
+            f"spending): sequential Holm over {pairs} pair{'s' if pairs != 1 else ''}, repeated {1 - self.alpha:.0%} intervals"
         )
 
 
@@ -163,9 +168,9 @@ def _boundaries(looks: tuple[int, ...], alpha: float, spending: str) -> tuple[fl
     return tuple(out)
 
 
-def boundaries(design: Design, pairs: int) -> list[float]:
-    """c_k for each planned look: |t| beyond c_k at some look has probability alpha / pairs under no difference."""
-    return list(_boundaries(tuple(design.looks()), design.alpha / max(1, pairs), design.spending))
+def boundaries(design: Design, level: float) -> list[float]:
+    """c_k for each planned look: under no difference, |t| passes c_k at some look with probability ``level``."""
+    return list(_boundaries(tuple(design.looks()), level, design.spending))
 
 
 def critical(c: float, planned: int, n: int) -> float:
@@ -258,6 +263,9 @@ class PairState:
     high: float = math.nan
     sd: float = math.nan
     wins: int = 0  # seeds where a beat b
+    t: float = 0.0  # |mean| / standard error: the sequential test's statistic against no difference
+    rejected: bool = False  # no difference rejected by the family's sequential test (Holm-type, every look so far)
+    futile: bool = False  # open, and no difference its interval allows could be decided by seeds.max
     cells: tuple[str, str] = ("", "")
     decision: str = "open"  # open | negligible | <group> worse
     decided_at: int | None = None  # the look that decided it (1-based)
@@ -323,8 +331,7 @@ def replay(table: Table, design: Design, margin: float, cells: Sequence[CellKey]
     cells = list(cells) if cells is not None else list(table)
     groups = sorted({g for g, _ in cells})
     cells_of = {g: [label for gg, label in cells if gg == g] for g in groups}
-    n_pairs = len(groups) * (len(groups) - 1) // 2
-    plan, bounds = design.looks(), boundaries(design, n_pairs)
+    plan = design.looks()
     dropped: set[CellKey] = set()
     open_groups, counts = list(groups), dict.fromkeys(groups, 0)
     pairs = {(a, b): PairState(a, b) for a, b in itertools.combinations(groups, 2)}
@@ -339,7 +346,7 @@ def replay(table: Table, design: Design, margin: float, cells: Sequence[CellKey]
             return out
         for g in open_groups:
             counts[g] = n
-        look = _look(k, n, table, design, margin, cells_of, dropped, counts, pairs, launched, bounds, plan)
+        look = _look(k, n, table, design, margin, cells_of, dropped, counts, pairs, launched, plan)
         look.runs = sum(n - before[g] for g, _ in launched)
         out.runs += look.runs
         out.steps += sum(table[key][s].steps for key in launched for s in range(before[key[0]], n))
@@ -347,7 +354,8 @@ def replay(table: Table, design: Design, margin: float, cells: Sequence[CellKey]
         nxt = plan[k + 1] if k + 1 < len(plan) else None
         cost = sum(1 for g in look.open_groups for label in cells_of[g] if (g, label) not in dropped) * ((nxt or n) - n)
         if not look.open_groups:
-            look.stop = "every pair the verdict needs is decided"
+            futile = sum(p.futile for p in look.pairs.values())
+            look.stop = "every pair the verdict needs is decided" + (f" or beyond what seeds.max can decide ({futile})" if futile else "")
         elif nxt is None:
             look.stop = f"seeds.max={design.seeds_max} reached"
         elif design.max_runs is not None and out.runs + cost > design.max_runs:
@@ -374,7 +382,6 @@ def _look(
     counts: Mapping[str, int],
     pairs: dict[tuple[str, str], PairState],
     launched: list[CellKey],
-    bounds: list[float],
     plan: list[int],
 ) -> Look:
     groups = list(cells_of)
@@ -403,15 +410,32 @@ def _look(
                 dropped.add((g, label))
                 drops.append(Drop(g, label, k + 1, reason))
 
+    # Each pair's interval (per pair at level alpha: the margin and equivalence), then the family's test
+    # against no difference: Holm's step-down made sequential (Maurer and Bretz 2013): each pair not yet
+    # rejected is tested at alpha / (pairs not yet rejected), so a rejection passes its share to the rest,
+    # and the boundaries at that level apply to this and every later look.
+    interval_bounds = boundaries(design, design.alpha)
+    for p in pairs.values():
+        _evaluate(p, table, chosen, counts, interval_bounds[k], plan[k])
+    while True:
+        left = [p for p in pairs.values() if not p.rejected]
+        level = design.alpha / max(1, len(left))
+        c = boundaries(design, level)[k]
+        newly = [p for p in left if p.n >= 2 and p.t > critical(c, plan[k], p.n)]
+        if not newly:
+            break
+        for p in newly:
+            p.rejected = True
     decided = []
     for (a, b), p in pairs.items():
-        _evaluate(p, table, chosen, counts, bounds[k], plan[k], k + 1, margin)
+        _decide(p, margin, k + 1)
         if p.decided_at == k + 1:
             decided.append((a, b))
+        p.futile = design.futility and p.decision == "open" and _futile(p, margin, interval_bounds[-1], plan[-1])
     # A group that another is decided better than (beyond the margin), or that has no complete cell to rank,
     # cannot be the answer: its remaining pairs are not needed.
     beaten = {p.worse() for p in pairs.values() if p.worse()} | {g for g in groups if not complete[g]}
-    needed = [p for p in pairs.values() if p.decision == "open" and p.a not in beaten and p.b not in beaten]
+    needed = [p for p in pairs.values() if p.decision == "open" and not p.futile and p.a not in beaten and p.b not in beaten]
     open_groups = sorted({g for p in needed for g in (p.a, p.b)})
     return Look(k + 1, n, launched, 0, chosen, dict(counts), {key: replace(p) for key, p in pairs.items()}, drops, decided,
                 [(p.a, p.b) for p in needed], open_groups, reference, margin)  # fmt: skip
@@ -459,43 +483,60 @@ def _drop_reason(cell: Mapping[int, Outcome], best: Mapping[int, Outcome], n: in
     return ""
 
 
-def _evaluate(p: PairState, table: Table, chosen: Mapping[str, str], counts: Mapping[str, int], c: float, planned: int, look: int,
-              margin: float) -> None:  # fmt: skip
-    """The pair's repeated interval at this look, intersected with its earlier ones on the same cells."""
+def _evaluate(p: PairState, table: Table, chosen: Mapping[str, str], counts: Mapping[str, int], c: float, planned: int) -> None:
+    """The pair's statistic and repeated interval at this look; the interval is intersected with its earlier
+    ones while the pair compares the same two cells (a new cell is a new hypothesis: it starts afresh)."""
     cells = (chosen[p.a], chosen[p.b])
     n_seeds = min(counts[p.a], counts[p.b])
     a, b = _values(table[(p.a, cells[0])], n_seeds, "test"), _values(table[(p.b, cells[1])], n_seeds, "test")
     shared = sorted(a.keys() & b.keys())
-    if cells == p.cells and len(shared) == p.n:
-        _decide(p, margin, look)  # no new data: only the margin may have moved
-        return
-    diffs = [a[s] - b[s] for s in shared]
     same_cells = cells == p.cells
+    if same_cells and len(shared) == p.n:
+        return  # no new data
+    if not same_cells:
+        p.rejected, p.decided_at, p.low, p.high = False, None, math.nan, math.nan
+    diffs = [a[s] - b[s] for s in shared]
     p.cells, p.n = cells, len(diffs)
+    p.mean = statistics.fmean(diffs) if diffs else math.nan
+    p.wins = sum(d < 0 for d in diffs)
     if len(diffs) < 2:
-        p.mean, p.low, p.high, p.sd, p.wins = (statistics.fmean(diffs) if diffs else math.nan), math.nan, math.nan, math.nan, 0
-        p.decision, p.decided_at = "open", None
+        p.sd, p.t, p.low, p.high = math.nan, 0.0, math.nan, math.nan
         return
-    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
-    half = critical(c, planned, len(diffs)) * sd / math.sqrt(len(diffs))
-    low, high = mean - half, mean + half
+    p.sd = statistics.stdev(diffs)
+    if p.sd <= 1e-12 * max(1.0, abs(p.mean)):  # every seed moved by the same amount, up to rounding
+        p.sd, p.t = 0.0, (math.inf if p.mean != 0 else 0.0)
+    else:
+        p.t = abs(p.mean) / (p.sd / math.sqrt(len(diffs)))
+    half = critical(c, planned, len(diffs)) * p.sd / math.sqrt(len(diffs))
+    low, high = p.mean - half, p.mean + half
     if same_cells and math.isfinite(p.low) and max(low, p.low) <= min(high, p.high):
         low, high = max(low, p.low), min(high, p.high)
-    elif not same_cells:
-        p.decided_at = None
-    p.mean, p.low, p.high, p.sd, p.wins = mean, low, high, sd, sum(d < 0 for d in diffs)
-    _decide(p, margin, look)
+    p.low, p.high = low, high
+
+
+def _futile(p: PairState, margin: float, c_last: float, n_max: int) -> bool:
+    """No difference the pair's interval allows would be decided at seeds.max: the last look's interval
+    (its boundary at the seeds' spread so far) would still reach across the margin wherever in the current
+    interval the difference lies. Non-binding: stopping here only forgoes claims, so every claim stays valid."""
+    if p.n < 3 or not (math.isfinite(p.low) and math.isfinite(p.sd) and math.isfinite(margin)):
+        return False
+    half = c_last * p.sd / math.sqrt(n_max)
+    nearest = 0.0 if p.low < 0 < p.high else min(abs(p.low), abs(p.high))
+    farthest = max(abs(p.low), abs(p.high))
+    return farthest - half < margin < nearest + half
 
 
 def _decide(p: PairState, margin: float, look: int) -> None:
+    """Worse: no difference rejected by the family's test and the interval beyond the margin; negligible:
+    the interval within the margin; otherwise open."""
     before = p.decision
     if not (math.isfinite(p.low) and math.isfinite(margin)):
         p.decision = "open"
     elif -margin < p.low and p.high < margin:
         p.decision = "negligible"
-    elif p.low > margin:
+    elif p.rejected and p.low > margin:
         p.decision = f"{p.a} worse"
-    elif p.high < -margin:
+    elif p.rejected and p.high < -margin:
         p.decision = f"{p.b} worse"
     else:
         p.decision = "open"
@@ -553,11 +594,9 @@ def judged(c: Comparison, design: Design, cells: Mapping[CellKey, Sequence[str]]
             r.claim = Claim.NONE
         elif -margin < d.low and d.high < margin:
             r.claim = Claim.NEGLIGIBLE
-        elif d.low > margin:
-            r.claim = Claim.WORSE
-        elif d.low > 0:
-            r.claim = Claim.WORSE_BY_LITTLE
-        elif d.high < 0:
+        elif p.rejected and d.mean > 0:
+            r.claim = Claim.WORSE if d.low > margin else Claim.WORSE_BY_LITTLE
+        elif p.rejected and d.mean < 0:
             r.claim = Claim.BETTER
         else:
             r.claim = Claim.UNRESOLVED

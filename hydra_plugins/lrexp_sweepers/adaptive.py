@@ -69,29 +69,29 @@ class AdaptiveSweeper(Sweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         given = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         swept: dict[str, list[str]] = {}
-        fixed: list[str] = []
+        fixed: dict[str, str] = {}  # key -> override; a key given twice keeps its last value, as Hydra does
         for o in parser.parse_overrides(given):
             key, text = o.get_key_element(), o.input_line or ""
             name = key.lstrip("+~")
             if name == "seed":
                 raise ConfigError(
-                    "seed", o.get_value_element_as_str(), "the adaptive sweeper owns the seed: set hydra.sweeper.seeds.min/max instead"
+                    "seed", text.partition("=")[2], "the adaptive sweeper owns the seed: set hydra.sweeper.seeds.min/max instead"
                 )
             if not o.is_sweep_override():
-                fixed.append(f"{key}={o.get_value_element_as_str()}")
+                swept.pop(key, None)
+                fixed[key] = f"{key}={o.get_value_element_as_str()}"
                 continue
             if not o.is_discrete_sweep():
                 raise ConfigError(key, text.partition("=")[2], "the adaptive sweeper sweeps lists (a,b,c) and ranges, not intervals")
             if is_neutral(name):
                 raise ConfigError(key, text.partition("=")[2], "does not change a run's numbers: the adaptive sweeper cannot vary it")
+            fixed.pop(key, None)
             swept[key] = [str(v) for v in o.sweep_string_iterator()]
         group = next((k for k in swept if k.lstrip("+~") == GROUP_KEY), None)
         if group is None or len(set(swept[group])) < 2:
-            shown = (
-                ",".join(swept[group]) if group else next((f.partition("=")[2] for f in fixed if f.startswith(GROUP_KEY + "=")), "cosine")
-            )
+            shown = ",".join(swept[group]) if group else fixed.get(GROUP_KEY, f"{GROUP_KEY}=cosine").partition("=")[2]
             raise ConfigError(GROUP_KEY, shown, "an adaptive sweep compares schedules: list at least two (scheduler=cosine_full,linear)")
-        cells = Plan.cells_of(swept, fixed, group)
+        cells = Plan.cells_of(swept, list(fixed.values()), group)
         if design.max_runs is not None and sequential.first_round(design, list(cells)) > design.max_runs:
             raise ConfigError(
                 "hydra.sweeper.max_runs", design.max_runs,
@@ -99,7 +99,7 @@ class AdaptiveSweeper(Sweeper):
             )  # fmt: skip
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         before_design, before_cells = sequential.read_design(sweep_dir), sequential.planned_cells(sweep_dir)
-        if before_design is not None and (before_design != design or before_cells != list(cells)):
+        if before_design is not None and (before_design != design or before_cells != cells):
             what = next(
                 (f"hydra.sweeper.{k}={v}, not {before_design.as_node().get(k)}" for k, v in design.as_node().items() if before_design.as_node().get(k) != v),
                 f"its cells were {', '.join(f'{g} {c}'.strip() for g, c in before_cells or [])}",
