@@ -77,3 +77,21 @@ def free_cores(sample_s: float = 0.25) -> int:
         return cores
     others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (total1 - total0) * machine  # cores' worth of other work
     return max(1, cores - math.ceil(others - 0.25))  # a quarter-core of background noise takes no core
+
+
+def free_threads(what: str) -> int:
+    """Torch threads where nothing else decides (run.threads 0, not a parallel or a cluster job): the cores
+    other processes leave free now, so that torch's OpenMP threads, which spin at every barrier, never share
+    a core with another process (README, Performance: with one core of two busy, a digits run on both took
+    1.94x its idle time). An explicit OMP_NUM_THREADS wins, as it does for torch."""
+    import logging
+
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    free, cores = free_cores(), usable_cores()
+    if free < cores:
+        logging.getLogger("lrexp").info(
+            "%s: %d of %d cores are busy with other processes: %d torch threads", what, cores - free, cores, free
+        )
+    return free

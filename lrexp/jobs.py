@@ -155,7 +155,7 @@ def run_together(jobs: Sequence[tuple[DictConfig, Any, logging.Logger]], *, prog
                 locks.enter_context(writing(job.run_dir, "hydra.sweep.dir"))
                 job.prepare(concurrent=True)
                 ready.append(i)
-        threads = job_threads(hydra_jobs[0].cfg, hydra_jobs[0].hc) or batch_threads()
+        threads = job_threads(hydra_jobs[0].cfg, hydra_jobs[0].hc)
         try:
             batch, built = build_batch([hydra_jobs[i].spec() for i in ready], threads=threads) if len(ready) > 1 else (None, [])
         except CannotBatch as e:
@@ -211,7 +211,14 @@ def job_threads(cfg: DictConfig, hc: Any) -> int:
 
     On small models, N single-thread processes side by side beat one N-thread process (README,
     Performance), so the joblib launcher gives each job cores // n_jobs threads. Cluster jobs get the
-    CPUs they were allocated, not the whole node's core count torch would assume. 0 = torch's default.
+    CPUs they were allocated, not the whole node's core count torch would assume. Anything else (a run
+    alone, the basic and the batched launcher) gets the cores other processes leave free now
+    (lrexp.device.free_threads): one process's OpenMP threads spin at every barrier, and a thread that
+    shares its core with another process loses whole time slices while the others spin. Measured
+    (README, "On a busy machine"): with one core busy, 16 batched digits runs took 58.9 s on both cores
+    and 35.8 s on the free one; OMP_WAIT_POLICY=PASSIVE recovered only part and cost up to a third idle.
+    The thread count can change float results in their last bits (parallel reductions): run.threads=N
+    fixes it for bit-exact reproduction on a loaded machine.
     """
     if cfg.run.threads > 0:
         return int(cfg.run.threads)
@@ -226,28 +233,9 @@ def job_threads(cfg: DictConfig, hc: Any) -> int:
         return int(launcher["cpus_per_task"])
     if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
         return int(os.environ["SLURM_CPUS_PER_TASK"])
-    return 0
+    from lrexp.device import free_threads  # a run alone, the basic and the batched launcher: the free cores
 
-
-def batch_threads() -> int:
-    """Torch threads for a batch when run.threads is 0: the cores other processes leave free now.
-
-    One process steps the whole batch with torch's OpenMP threads, which spin at every barrier waiting
-    for each other: a thread that shares its core with another process loses it for whole time slices
-    while the others spin. Measured (README, "On a busy machine"): with one core busy, 16 digits runs took
-    58.9 s on both cores and 35.8 s on the free one (36.7 s with the parallel launcher), while
-    OMP_WAIT_POLICY=PASSIVE recovered only part of it and cost up to a third on an idle machine.
-    So the threads are the free cores (sampled at the start), and
-    OpenMP keeps its default, fastest wait. The thread count can change float results in their last bits
-    (parallel reductions): run.threads=N fixes it for bit-exact reproduction on a loaded machine."""
-    from lrexp.device import free_cores, usable_cores
-
-    free = free_cores()
-    if free < usable_cores():
-        log.info(
-            "batched launcher: %d of %d cores are busy with other processes: %d torch threads", usable_cores() - free, usable_cores(), free
-        )
-    return free
+    return free_threads("batched launcher" if "batched" in target else "this run")
 
 
 def run_info(cfg: DictConfig, hc: Any, choices: Mapping[str, Any], concurrent: bool = False) -> RunInfo:

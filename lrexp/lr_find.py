@@ -46,11 +46,12 @@ def run(cfg: DictConfig, start: float, end: float, steps: int, divergence: float
     import torch
 
     from lrexp.build import build_optimizer
-    from lrexp.device import select_device
+    from lrexp.device import free_threads, select_device
     from lrexp.tasks import build_task
     from lrexp.train import seed_everything
 
     seed_everything(cfg.seed)
+    torch.set_num_threads(int(cfg.run.threads) or free_threads("lr_find"))  # as a run alone (lrexp.jobs.job_threads)
     device = select_device(cfg.run.device)
     task = build_task(cfg.task, device, cfg.seed)
     OmegaConf.update(cfg, "optimizer.lr", start)

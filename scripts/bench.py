@@ -20,6 +20,9 @@ Sections:
 - sweep: wall time of the 15-job digits sweep (+sweep=article) under the basic and the joblib launcher.
 - hf: task=hf_lm against a plain Hugging Face loop at identical settings (a GPT-2 made and saved here).
 - contention: the batched launcher on an idle machine and with one core busy with another process.
+- alone: a digits and a tinylm run alone (`python -m lrexp`), idle and with one core busy, under the old
+  thread rule (torch's default: every core) and the new one (the cores other processes leave free,
+  lrexp.device.free_threads); training time from each run's summary.json. Goal: busy <= 1.3 x idle.
 """
 
 from __future__ import annotations
@@ -358,6 +361,43 @@ def bench_contention(digits_steps: int) -> dict[str, float]:
     return out
 
 
+def bench_alone(digits_steps: int, tinylm_steps: int, rounds: int) -> dict[str, float]:
+    """A run alone, idle and with one core kept busy by a spinning Python, under the old thread rule (every
+    core: run.threads = the core count, what torch's default gave) and the new default (free cores). The
+    training time each run records (summary.json wall_time_s, start-up excluded), median of ``rounds``.
+    OMP_NUM_THREADS is unset: where it is set it wins under both rules."""
+    cores = os.cpu_count() or 1
+    runs = {"digits": [f"run.steps={digits_steps}"], "tinylm": ["task=tinylm", f"run.steps={tinylm_steps}", "run.eval_every=50"]}
+    rules = {"old": [f"run.threads={cores}"], "new": []}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out: dict[str, float] = {}
+    work = Path(tempfile.mkdtemp(prefix="lrexp-bench-"))
+    try:
+        for load in ("idle", "busy"):
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
+            try:
+                for task, args in runs.items():
+                    for rule, extra in rules.items():
+                        times = []
+                        for i in range(rounds):
+                            run_dir = work / f"{load}-{task}-{rule}-{i}"
+                            cmd = [sys.executable, "-m", "lrexp", *args, *extra, "run.progress=false", "logger.local.plots=false",
+                                   f"hydra.run.dir={run_dir}"]  # fmt: skip
+                            subprocess.run(cmd, cwd=work, env=env, check=True, capture_output=True)
+                            times.append(json.loads((run_dir / "summary.json").read_text())["wall_time_s"])
+                        out[f"alone_{task}_{load}_{rule}_s"] = median(times)
+            finally:
+                if hog is not None:
+                    hog.kill()
+                    hog.wait()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for task in runs:
+        for rule in rules:
+            out[f"alone_{task}_{rule}_busy_vs_idle"] = out[f"alone_{task}_busy_{rule}_s"] / out[f"alone_{task}_idle_{rule}_s"]
+    return out
+
+
 SECTIONS = {
     "throughput": lambda q: bench_throughput(steps=600 if q else 3000, rounds=2 if q else 5),
     "startup": lambda q: bench_startup(rounds=1 if q else 3),
@@ -366,6 +406,7 @@ SECTIONS = {
     "sweep": lambda q: bench_sweeps(digits_steps=150 if q else 600, tinylm_steps=10 if q else 100),
     "hf": lambda q: bench_hf(steps=10 if q else 100, rounds=1 if q else 5),
     "contention": lambda q: bench_contention(digits_steps=150 if q else 600),
+    "alone": lambda q: bench_alone(digits_steps=150 if q else 600, tinylm_steps=10 if q else 100, rounds=1 if q else 3),
 }
 
 TARGETS = {
@@ -379,6 +420,8 @@ TARGETS = {
     "fair48_batched_vs_joblib": (">=", 2.0),
     "tinylm8_batched_vs_joblib": (">=", 1.0),
     "hf_lm_ratio_vs_plain": (">=", 0.95),
+    "alone_digits_new_busy_vs_idle": ("<=", 1.3),
+    "alone_tinylm_new_busy_vs_idle": ("<=", 1.3),
 }
 
 

@@ -171,3 +171,21 @@ def array_task(sweep: Path, job: Path) -> str:
         return tasks[0]
     assert len(folders) == 1 and job.name == "0", folders
     return folders[0]
+
+
+def test_an_adaptive_sweep_launches_its_rounds_as_slurm_jobs_and_reports(tmp_path):
+    """hydra/sweeper=adaptive over submitit_slurm: every round's runs are SLURM jobs, and the report says what
+    the design did."""
+    out = run_cli(
+        ["-m", "hydra/sweeper=adaptive", *LAUNCHER, "scheduler=cosine_full,exp", "run.steps=100", "logger.local.plots=false",
+         "hydra.sweeper.seeds.max=3", "hydra.sweep.dir=sweep"],
+        cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    sweep = tmp_path / "sweep"
+    records = [summary_json(p.parent) for p in sweep.glob("*/summary.json")]
+    assert 4 <= len(records) <= 6 and all(s["status"] == "completed" and s["slurm_job_id"] for s in records)
+    assert len({s["slurm_job_id"] for s in records}) == len(records)  # each run its own SLURM job
+    assert sorted(s["seed"] for s in records if s["scheduler"] == "exp") == list(range(len(records) // 2))
+    md = (sweep / "report.md").read_text()
+    assert "## Adaptive design" in md and "| 1 | 0-1 | 4 | every cell (2): seeds.min=2 |" in md

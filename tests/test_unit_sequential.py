@@ -104,11 +104,15 @@ def test_identical_schedules_are_decided_negligible_not_different():
     assert pair.decision == "negligible" and not pair.rejected
 
 
-def test_an_open_pair_ends_as_cannot_tell_at_seeds_max():
+def test_an_open_pair_ends_as_cannot_tell_at_seeds_max_or_earlier_where_seeds_max_could_not_decide_it():
     luck = np.array(NOISE)
-    t = table({("a", ""): list(1.0 + luck), ("b", ""): list(1.0 + luck[::-1])})
-    rp = replay(t, Design(seeds_min=2, seeds_max=8), margin=0.005)
+    t = table({("a", ""): list(1.0 + luck), ("b", ""): list(1.0 + luck[::-1])})  # no gap; a spread 4x the margin
+    rp = replay(t, Design(seeds_min=2, seeds_max=8, futility=False), margin=0.005)
     assert rp.stop == "seeds.max=8 reached" and rp.last.pairs[("a", "b")].decision == "open" and rp.runs == 16
+    stopped = replay(t, Design(seeds_min=2, seeds_max=8), margin=0.005)
+    pair = stopped.last.pairs[("a", "b")]
+    assert stopped.stop == "every pair the verdict needs is decided or beyond what seeds.max can decide (1)"
+    assert pair.futile and pair.decision == "open" and not pair.rejected and stopped.runs < 16  # stopped, and no claim
 
 
 def test_settings_are_dropped_only_on_evidence_and_say_why():
