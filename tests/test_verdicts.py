@@ -13,7 +13,7 @@ import pytest
 
 from lrexp.compare import Claim, RunRecord, compare, find_runs
 from lrexp.diagnostics import diagnose
-from lrexp.protocol import PROTOCOL
+from lrexp.protocol import PROTOCOL, SEQUENTIAL_PROTOCOL
 from lrexp.verdict import headline
 from tests.helpers import run_cli
 
@@ -87,3 +87,4 @@ def test_a_real_gap_still_names_its_winner(sweeps):
 def test_the_readme_states_the_protocol_the_code_follows_word_for_word():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert " ".join(PROTOCOL.split()) in readme
+    assert " ".join(SEQUENTIAL_PROTOCOL.split()) in readme  # the adaptive sweeper's
