@@ -88,6 +88,12 @@ class Stacked:
         self.buffer_aliases = {name: canonical_buffers[id(b)] for name, b in first.named_buffers(remove_duplicate=False)}
         self.views = [self._adopt(model, i) for i, model in enumerate(models)]  # per model, in params' order
 
+    def mode(self, training: bool) -> None:
+        """Train or eval mode for the stacked forward: the flags set module by module, as nn.Module.train does.
+        Not base.train(): a Hugging Face model overrides it and asks its (meta) device, which it refuses."""
+        for module in self.base.modules():
+            module.training = training
+
     def _adopt(self, model: nn.Module, i: int) -> list[nn.Parameter]:
         """Make slice ``i`` of the stacked tensors ``model``'s parameters and buffers. A parameter shared
         by several modules (tied embeddings) is replaced wherever it appears."""
@@ -160,7 +166,7 @@ class Batch:
             run.state.loss_sum = self.loss_sums[i]
 
     def train_mode(self) -> None:
-        self.stacked.base.train()
+        self.stacked.mode(training=True)
 
     def loss_and_grads(self, step: int) -> torch.Tensor:
         """Every run's loss on its own batch of ``step`` (K,), and every run's gradients set. With the
@@ -188,13 +194,13 @@ class Batch:
     def evaluate(self, split: str) -> list[Row]:
         """Every metric of every run on ``split``: one vmapped evaluation, one host sync. A schedule-free
         optimizer's run is evaluated at its averaged point, as alone (lrexp.train.evaluation_point)."""
-        self.stacked.base.eval()
+        self.stacked.mode(training=False)
         with contextlib.ExitStack() as points:
             for run in self.runs:
                 points.enter_context(evaluation_point(run.optimizer))
             with autocast(self.device, self.precision):
                 values = self._evaluate[split](self.stacked.params, self.stacked.buffers)
-        self.stacked.base.train()
+        self.stacked.mode(training=True)
         names = list(values)
         table = torch.stack([values[n].float() for n in names]).tolist()  # (metrics, runs)
         return [{f"{split}_{n}": table[m][i] for m, n in enumerate(names)} for i in range(len(self.runs))]

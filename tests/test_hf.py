@@ -144,3 +144,26 @@ def test_a_bad_model_name_is_one_line_from_the_cli(models, env, tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     (line,) = out.stderr.strip().splitlines()[-1:]
     assert line.startswith("lrexp: error: task.model='no-such-org/no-such-model': not a local folder with a config.json")
+
+
+def test_a_hugging_face_lm_trains_batched_as_alone_and_a_classifier_falls_back_in_one_line(models, env, tmp_path):
+    """hydra/launcher=batched: GPT-2 runs are stacked and vmapped (the stacked module's train/eval flags are set
+    module by module: transformers' own .train() refuses the meta device); BERT's classifier is not something
+    vmap can map (data-dependent control flow on its attention mask), so its runs train one after another,
+    said in one line."""
+    out = run_cli(["-m", "hydra/launcher=batched", *lm(models, "seed=0,1"), "hydra.sweep.dir=lm"], cwd=tmp_path, **env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert [summary_json(tmp_path / "lm" / str(i))["batch"] for i in (0, 1)] == [2, 2]
+    alone = run_cli([*lm(models, "seed=1"), "hydra.run.dir=alone"], cwd=tmp_path, **env)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    batched, single = read_metrics(tmp_path / "lm" / "1"), read_metrics(tmp_path / "alone")
+    assert [r["lr"] for r in batched] == [r["lr"] for r in single]
+    for key in ("train_loss", "val_loss"):
+        pairs = [(a[key], b[key]) for a, b in zip(batched, single) if a.get(key) is not None]
+        assert pairs and all(math.isclose(a, b, rel_tol=1e-4) for a, b in pairs), pairs
+    out = run_cli(["-m", "hydra/launcher=batched", *classifier(models, f"task.data={models['lines']}", "seed=0,1"), "hydra.sweep.dir=cls"],
+                  cwd=tmp_path, **env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    fallback = [line for line in (out.stdout + out.stderr).splitlines() if "cannot train as one batch" in line]
+    assert len(fallback) == 1 and "they train one after another" in fallback[0]
+    assert [summary_json(tmp_path / "cls" / str(i))["status"] for i in (0, 1)] == ["completed", "completed"]
