@@ -90,3 +90,25 @@ def test_lrexps_launchers_are_found_from_any_directory(tmp_path):
     records = [summary_json(tmp_path / "sweep" / str(i)) for i in range(12)]
     assert [r["status"] for r in records] == ["completed"] * 12
     assert [r["threads"] for r in records] == [1] * 12  # n_jobs=-1: a job per core, a thread per job
+
+
+def test_the_quick_start_in_a_fresh_venv_without_extras_prints_no_warning(tmp_path):
+    """README's quick start installs lrexp without extras; Hydra imports every module of hydra_plugins at start-up,
+    and a launcher that needs an extra must not print an import error on every command. A real venv, lrexp
+    installed from this checkout as a wheel would be (Hydra's scan sees into it), torch from the pinned build."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    python = str(venv / "bin" / "python")
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "torch==2.13.0", str(ROOT)], capture_output=True, text=True, timeout=1200
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    assert subprocess.run([python, "-c", "import hydra_plugins.hydra_joblib_launcher"], capture_output=True).returncode != 0  # no extras
+    for args in (["--help"], ["scheduler=cosine", "run.steps=20", "run.eval_every=10", "logger.local.plots=false", "hydra.run.dir=run"]):
+        out = subprocess.run([python, "-m", "lrexp", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "Warning" not in out.stderr and "Error" not in out.stderr, out.stderr[-3000:]
+    refused = subprocess.run(
+        [python, "-m", "lrexp", "-m", "hydra/launcher=parallel", "run.steps=5"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "Warning" not in refused.stderr

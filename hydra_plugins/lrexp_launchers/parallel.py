@@ -20,6 +20,7 @@ every lrexp job records its own.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,6 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from lrexp.jobs import choices_of, job_result, record_failure
 from lrexp.record import SUMMARY_FILE, read_summary
 
@@ -43,6 +43,19 @@ def execute(idx: int, overrides: Sequence[str], *args: Any) -> tuple[int, JobRet
     from hydra_plugins.hydra_joblib_launcher import _core
 
     return idx, _core.execute_job(idx, overrides, *args)
+
+
+try:  # an optional extra: without it, importing this module (Hydra's plugin scan does, for every command) stays silent
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+except ImportError:
+    from hydra.plugins.launcher import Launcher
+
+    class JoblibLauncher(Launcher):  # type: ignore[no-redef]
+        """Stands in for Hydra's joblib launcher where it is not installed: choosing the launcher says so."""
+
+        def __init__(self, **_: Any) -> None:
+            print("lrexp: error: hydra/launcher=parallel needs Hydra's joblib launcher: pip install 'lrexp[joblib]'", file=sys.stderr)
+            raise SystemExit(2)
 
 
 class ParallelLauncher(JoblibLauncher):
