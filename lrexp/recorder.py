@@ -35,6 +35,7 @@ from lrexp.record import (
     GRAD_NORM,
     METRICS_FILE,
     SPLITS,
+    SUMMARY_FILE,
     TRAIN_LOSS,
     Goal,
     Metric,
@@ -76,9 +77,16 @@ def declared(metrics: Sequence[Metric | str]) -> list[Metric]:
     return out
 
 
+RECORD_FILES = {METRICS_FILE, SUMMARY_FILE}  # what a recorder writes, and all that overwrite=True may replace
+
+
 class Recorder:
     """lrexp's record of a run trained by your own loop. ``optimizer`` (optional) is read for the LR,
-    momentum and weight decay each logged step applied; without it, pass ``lr=`` to ``log``."""
+    momentum and weight decay each logged step applied (one column per parameter group: ``lr`` for one
+    group, else the groups' ``name`` or ``lr_0``, ``lr_1``...); without it, pass ``lr=`` to ``log``.
+    ``grad_norm`` is recorded only when passed to ``log``. Runs are compared seed by seed: pairing them
+    (the same init and data order for the same seed, whatever the schedule) is your loop's job.
+    ``overwrite=True`` replaces an earlier record in ``run_dir`` (never anything else)."""
 
     def __init__(
         self,
@@ -92,6 +100,7 @@ class Recorder:
         task: str | None = None,
         peak_lr: float | None = None,
         settings: Mapping[str, Any] | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.metrics = declared(metrics)
@@ -102,7 +111,18 @@ class Recorder:
         setting_columns = [c.column for c in self.columns if c.setting != "lr"]
         self.allowed = {c.column for c in self.columns} | {TRAIN_LOSS.name, GRAD_NORM} | {m.column(s) for s in SPLITS for m in self.metrics}
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise ConfigError("run_dir", str(self.run_dir), "already holds something: a recorder never writes over another run")
+            held = {p.name for p in self.run_dir.iterdir()}
+            if not overwrite:
+                raise ConfigError(
+                    "run_dir", str(self.run_dir),
+                    "already holds something: a recorder never writes over another run (another directory, or overwrite=True to replace a record)",
+                )  # fmt: skip
+            if not held <= RECORD_FILES:
+                raise ConfigError(
+                    "run_dir", str(self.run_dir), f"holds more than a record ({', '.join(sorted(held - RECORD_FILES))}): overwrite=True replaces only a record"
+                )  # fmt: skip
+            for name in held:  # only lrexp's two files: nothing else of the directory is touched
+                (self.run_dir / name).unlink()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         every = dict(settings or {})
         if scheduler is not None:

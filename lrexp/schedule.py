@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -50,6 +51,7 @@ class Schedule(Protocol):
     loops that expect a torch scheduler."""
 
     metric_driven: bool
+    length: int | None  # the run length it was built for, where stepping past it is warned of (build())
 
     def after_step(self) -> None: ...
 
@@ -95,12 +97,21 @@ class Driver:
     Trainer (``optimizers=(optimizer, schedule)``), Lightning or a hand-written loop can step it."""
 
     optimizer: torch.optim.Optimizer
+    length: int | None = None  # the run length build() was given: stepping past it is warned of, once
+    stepped: int = 0  # step() calls so far (a loop that is not lrexp's; lrexp's own calls after_step)
 
     def after_step(self) -> None: ...
 
     def step(self) -> None:
         """torch's name for after_step: call it after every optimizer.step()."""
         self.after_step()
+        self.stepped += 1
+        if self.length is not None and self.stepped == self.length + 1:
+            warnings.warn(
+                f"lrexp.schedule: stepped past its length (steps={self.length}): every length of the schedule is a fraction of "
+                "it, so past it the LR no longer follows the schedule (cosine_full rises again); build it with the steps your loop runs",
+                stacklevel=2,
+            )
 
     def get_last_lr(self) -> list[float]:
         """The LR of every parameter group for the next step (what torch's get_last_lr returns)."""
@@ -246,4 +257,6 @@ def build(
     node = compose_schedule(schedule, steps=steps, lr=peak, keys=keys)
     spec = ScheduleSpec.of(node)
     validate_spec(spec, steps, peak, prefix="", steps_key="steps")
-    return build_schedule(spec, optimizer)
+    driver = build_schedule(spec, optimizer)
+    driver.length = steps
+    return driver

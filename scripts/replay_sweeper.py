@@ -135,7 +135,7 @@ def replay_null(by_cell, settings: Settings, design: Design, replays: int, arms:
                 deal = {(f"arm{j}", i): ((groups[0], label), order[j * design.seeds_max + i]) for i in range(design.seeds_max)}
                 runs += dealt({(groups[0], label): pooled[label]}, deal)
         c = compare(runs, settings=settings)
-        _, rp = sequential.judged(c, design)
+        rp = sequential.replay(sequential.table_of(c), design, settings.margin)  # the decisions alone: no report to build
         false_any_look = any(p.decision.endswith("worse") for look in rp.looks for p in look.pairs.values())
         last = rp.last
         assert last is not None

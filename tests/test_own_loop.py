@@ -266,3 +266,37 @@ def test_with_gradient_accumulation_the_lightning_callback_steps_the_schedule_on
     assert [r["step"] for r in rows] == list(range(steps)) and sorted(applied) == list(range(steps))
     assert [r["lr"] for r in rows] == [applied[r["step"]] for r in rows] == lrs
     assert summary_json(tmp_path / "run")["peak_lr"] == 0.1  # the schedule's peak, though warm-up set the LR to 0 first
+
+
+def test_a_schedule_stepped_past_its_length_warns_once(recwarn):
+    import warnings
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule = build("cosine_full", optimizer, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the run's own 10 steps: silent
+        for _ in range(10):
+            optimizer.step()
+            schedule.step()
+    with pytest.warns(UserWarning, match=r"stepped past its length \(steps=10\).*cosine_full rises again") as caught:
+        for _ in range(5):
+            optimizer.step()
+            schedule.step()
+    assert len(caught) == 1
+
+
+def test_a_recorder_refuses_an_earlier_record_in_one_line_and_replaces_it_only_when_asked(tmp_path):
+    def record(**kw):
+        with Recorder(tmp_path / "run", steps=2, **kw) as r:
+            r.log(0, train_loss=1.0, lr=0.1)
+            r.log(1, train_loss=0.5, lr=0.1)
+
+    record()
+    with pytest.raises(ConfigError, match=r"run_dir='.*run': already holds something: .*overwrite=True to replace a record"):
+        record()
+    record(overwrite=True)
+    assert [r["train_loss"] for r in read_metrics(tmp_path / "run")] == [1.0, 0.5]
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"holds more than a record \(notes.txt\)"):
+        record(overwrite=True)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine" and (tmp_path / "run" / "summary.json").is_file()

@@ -86,7 +86,7 @@ class LrexpCallback(pl.Callback):
             self.record.log(step, train_loss=(self.loss_sum / self.summed).item(), **self.applied)
             self.loss_sum, self.summed = None, 0
         if self.schedule is not None:
-            self.schedule.after_step()
+            self.schedule.step()  # torch's name: counted, so that stepping past the run's length is warned of
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
