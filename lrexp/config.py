@@ -144,6 +144,7 @@ class HFClassifierTaskConfig(HFTaskConfig):
     max_length: int = MISSING
     split_seed: int = MISSING
     eval_examples: int | None = MISSING
+    reinit_head: bool = MISSING
 
 
 # --- loggers -------------------------------------------------------------------------------------

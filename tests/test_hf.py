@@ -139,13 +139,6 @@ def test_bad_input_is_named_with_its_key(models, env):
     assert e.key == "task.config" and "GiB to train" in str(e) and "39080M parameters" in str(e)  # 12 x 48 x 8192^2 + embeddings
 
 
-def test_a_bad_model_name_is_one_line_from_the_cli(models, env, tmp_path):
-    out = run_cli([*lm(models, "task.model=no-such-org/no-such-model"), f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path, **env)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    (line,) = out.stderr.strip().splitlines()[-1:]
-    assert line.startswith("lrexp: error: task.model='no-such-org/no-such-model': not a local folder with a config.json")
-
-
 def test_a_hugging_face_lm_trains_batched_as_alone_and_a_classifier_falls_back_in_one_line(models, env, tmp_path):
     """hydra/launcher=batched: GPT-2 runs are stacked and vmapped (the stacked module's train/eval flags are set
     module by module: transformers' own .train() refuses the meta device); BERT's classifier is not something
@@ -167,3 +160,46 @@ def test_a_hugging_face_lm_trains_batched_as_alone_and_a_classifier_falls_back_i
     fallback = [line for line in (out.stdout + out.stderr).splitlines() if "cannot train as one batch" in line]
     assert len(fallback) == 1 and "they train one after another" in fallback[0]
     assert [summary_json(tmp_path / "cls" / str(i))["status"] for i in (0, 1)] == ["completed", "completed"]
+
+
+def test_bad_data_files_and_models_are_one_line_naming_their_key(models, env, tmp_path):
+    """Issue 25.8: malformed JSON lines (the file's own line number), a CSV that is not UTF-8, a width the heads do
+    not divide, and a 2-label checkpoint on 3-class data: each one line naming its key, before anything trains."""
+    jsonl = tmp_path / "bad.jsonl"
+    jsonl.write_text('{"text": "a line long enough", "label": 0}\n\n{"text": oops}\n')
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncaf\xe9 au lait, a long enough line,0\n".encode("latin-1"))
+    three = tmp_path / "three.csv"
+    three.write_text("text,label\n" + "".join(f"line number {i} of the data,{'abc'[i % 3]}\n" for i in range(300)))
+    config = "task.config={model_type:gpt2,n_embd:30,n_head:4,n_layer:1,vocab_size:400,bos_token_id:0,eos_token_id:0}"
+    cases = [
+        (classifier(models, f"task.data={jsonl}"), f"task.data='{jsonl}': line 3 is not a JSON record"),
+        (classifier(models, f"task.data={latin}"), f"task.data='{latin}': is not UTF-8 text (byte 0xe9"),
+        (["task=hf_lm", config, f"task.tokenizer={models['gpt']}", f"task.data={models['corpus']}", "task.context=32", "run.steps=2"],
+         "task.config='gpt2': cannot build this architecture"),
+        (classifier(models, f"task.data={three}"), f"task.model='{models['bert']}': is a classifier of 2 labels and the data have 3 (a, b, c)"),
+    ]  # fmt: skip
+    for i, (args, first_words) in enumerate(cases):
+        out = run_cli([*args, f"hydra.run.dir=run{i}"], cwd=tmp_path, **env)
+        assert out.returncode == 2, out.stderr[-2000:]
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"lrexp: error: {first_words}"), out.stderr[-2000:]
+    again = run_cli(
+        [*classifier(models, f"task.data={three}", "task.reinit_head=true", "run.steps=4"), "hydra.run.dir=reinit"], cwd=tmp_path, **env
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "newly initialized" not in again.stderr and summary_json(tmp_path / "reinit")["status"] == "completed"
+
+
+def test_a_hub_name_without_network_is_one_line_without_waiting(models, env, tmp_path):
+    """Not a folder, not in the cache, the hub unreachable (HF_ENDPOINT: a closed port on this machine): one line
+    within seconds, not huggingface_hub's retries; offline (HF_HUB_OFFLINE=1) the same without asking."""
+    args = ["task=hf_lm", "task.model=someone/no-such-model", f"task.data={models['corpus']}", "run.steps=2", "hydra.run.dir=run"]
+    online = env | {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    for where, variables in (("the hub (127.0.0.1) cannot be reached", online), ("HF_HUB_OFFLINE is set", env)):
+        started = time.monotonic()
+        out = run_cli(args, cwd=tmp_path, **variables)
+        assert out.returncode == 2 and time.monotonic() - started < 30, out.stderr[-2000:]
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lrexp: error: task.model='someone/no-such-model': not a local folder"), out.stderr
+        assert where in lines[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,12 +58,38 @@ def model_config(model: str | None, config: str | Mapping[str, Any] | None, extr
             if model_type is None:
                 raise ConfigError("task.config.model_type", None, "required: the architecture (gpt2, llama, bert, ...)")
             return AutoConfig.for_model(model_type, **keys, **extra)
+        offline_first(key, value)
         return AutoConfig.from_pretrained(value, **extra)
     except (OSError, ValueError, KeyError) as e:
         if isinstance(e, ConfigError):
             raise
         where = "not a local folder with a config.json, and not a model on the Hugging Face hub (or not in its cache, offline)"
         raise ConfigError(key, value, f"{where}: {first_line(e)[:160]}") from None
+
+
+def offline_first(key: str, name: str) -> None:
+    """A hub name that is neither a local folder nor in the Hugging Face cache, where the hub cannot be
+    reached: one line now, instead of huggingface_hub's retries (11 warnings and ~32 s) before it. The hub
+    is asked once, with a 3 s connect to HF_ENDPOINT's host; HF_HUB_OFFLINE=1 skips the question."""
+    import socket
+    from urllib.parse import urlparse
+
+    if Path(name).exists():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return  # cached: from_pretrained finds it without the network
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    if not offline:
+        try:
+            socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=3).close()
+            return
+        except OSError:
+            pass
+    why = "HF_HUB_OFFLINE is set" if offline else f"the hub ({endpoint.hostname}) cannot be reached"
+    raise ConfigError(key, name, f"not a local folder, not in the Hugging Face cache, and {why}: give a local folder, or download it first")
 
 
 def training_bytes(n_parameters: int, cfg: Any, batch: int, length: int) -> tuple[int, int]:
@@ -91,16 +118,23 @@ def available_bytes(device: torch.device) -> int | None:
     return None
 
 
-def build_model(kind: str, cfg: Any, model: str | None, pretrained: bool, device: torch.device, batch: int, length: int) -> nn.Module:
+def build_model(
+    kind: str, cfg: Any, model: str | None, pretrained: bool, device: torch.device, batch: int, length: int, reinit_head: bool = False
+) -> nn.Module:
     """The model, counted on the meta device and refused if it cannot train on ``device``, then loaded
-    (``from_pretrained``) or initialised at random (``from_config``) and moved there."""
+    (``from_pretrained``; ``reinit_head``: a classification head of another size starts anew) or
+    initialised at random (``from_config``) and moved there."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # loading bars would interleave with the run's own log and bar
     auto = AutoModelForCausalLM if kind == "lm" else AutoModelForSequenceClassification
-    with torch.device("meta"):
-        shell = auto.from_config(cfg)
+    try:
+        with torch.device("meta"):
+            shell = auto.from_config(cfg)
+    except (ValueError, TypeError, AssertionError) as e:  # an architecture its own keys contradict (width and heads...)
+        raise ConfigError("task.model" if model else "task.config", model or getattr(cfg, "model_type", "?"),
+                          f"cannot build this architecture: {first_line(e)[:200]}") from None  # fmt: skip
     n = sum(p.numel() for p in shell.parameters())
     del shell
     params, activations = training_bytes(n, cfg, batch, length)
@@ -114,7 +148,15 @@ def build_model(kind: str, cfg: Any, model: str | None, pretrained: bool, device
             f"{device.type} has {free / GIB:.1f} GiB free: a smaller model, task.batch_size or length, or task.grad_accum",
         )
     if pretrained and model:
-        net = auto.from_pretrained(model, config=cfg, dtype=torch.float32)
+        from transformers.utils import logging as hf_log
+
+        verbosity = hf_log.get_verbosity()
+        if reinit_head:
+            hf_log.set_verbosity_error()  # its multi-line report of the head it re-initialises: asked for
+        try:
+            net = auto.from_pretrained(model, config=cfg, dtype=torch.float32, ignore_mismatched_sizes=reinit_head)
+        finally:
+            hf_log.set_verbosity(verbosity)
     else:
         net = auto.from_config(cfg)
     moved: nn.Module = net.to(device)  # type: ignore[arg-type]  # transformers types .to() with a model's own signature
@@ -283,6 +325,7 @@ class HFClassifierTask:
         split_seed: int,
         eval_examples: int | None,
         cache_dir: str | None,
+        reinit_head: bool = False,
         *,
         device: torch.device,
         seed: int,
@@ -323,7 +366,15 @@ class HFClassifierTask:
         )
         if getattr(cfg, "pad_token_id", None) is None:
             cfg.pad_token_id = self.tokenizer.pad_token_id
-        self.model = build_model("classifier", cfg, model, pretrained, device, batch_size, max_length)
+        if model and pretrained and not reinit_head:
+            trained_for = getattr(model_config(model, None, {}), "num_labels", len(classes))
+            if trained_for != len(classes):
+                raise ConfigError(
+                    "task.model", model,
+                    f"is a classifier of {trained_for} labels and the data have {len(classes)} ({', '.join(map(str, classes))}): "
+                    "task.reinit_head=true starts a new classification head on the pretrained body",
+                )  # fmt: skip
+        self.model = build_model("classifier", cfg, model, pretrained, device, batch_size, max_length, reinit_head)
         self.batches_per_epoch = len(self.train_idx) // (batch_size * grad_accum)
         self._epoch, self._order = -1, self.train_idx
 

@@ -66,17 +66,37 @@ def file_records(path: Path, columns: Sequence[str]) -> Iterator[dict[str, Any]]
     """A file's records: JSON lines and CSV by their columns, any other text file as one record whose
     first column is the whole text."""
     suffix = path.suffix.lower()
-    if suffix in JSON_SUFFIXES:
-        with open(path, encoding="utf-8") as f:
-            first = f.read(1)
-            f.seek(0)
-            rows = json.load(f) if first == "[" else (json.loads(line) for line in f if line.strip())
-            yield from rows
-    elif suffix in CSV_SUFFIXES:
-        with open(path, encoding="utf-8", newline="") as f:
-            yield from csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-    else:
-        yield {columns[0]: path.read_text(encoding="utf-8", errors="replace")}
+    try:
+        if suffix in JSON_SUFFIXES:
+            with open(path, encoding="utf-8") as f:
+                first = f.read(1)
+                f.seek(0)
+                if first == "[":
+                    try:
+                        rows = json.load(f)
+                    except json.JSONDecodeError as e:
+                        raise ConfigError(
+                            "task.data", str(path), f"is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
+                        ) from None
+                    yield from rows
+                    return
+                for number, line in enumerate(f, start=1):  # the file's own line numbers, blank lines counted
+                    if line.strip():
+                        try:
+                            yield json.loads(line)
+                        except json.JSONDecodeError as e:
+                            raise ConfigError(
+                                "task.data", str(path), f"line {number} is not a JSON record: {e.msg} (column {e.colno})"
+                            ) from None
+        elif suffix in CSV_SUFFIXES:
+            with open(path, encoding="utf-8", newline="") as f:
+                yield from csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+        else:
+            yield {columns[0]: path.read_text(encoding="utf-8", errors="replace")}
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            "task.data", str(path), f"is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}): save it as UTF-8"
+        ) from None
 
 
 def column_check(record: dict[str, Any], columns: Sequence[str], where: str) -> None:
