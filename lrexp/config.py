@@ -132,8 +132,8 @@ class HFTaskConfig:
 @dataclass
 class HFLanguageModelTaskConfig(HFTaskConfig):
     context: int = MISSING
-    eval_batches: int = MISSING
-    test_batches: int = MISSING
+    eval_windows: int = MISSING
+    test_windows: int = MISSING
     max_tokens: int | None = MISSING
 
 

@@ -273,7 +273,7 @@ def bench_hf(steps: int, rounds: int) -> dict[str, float]:
         )
 
         def plain() -> float:
-            return train_plain_hf(steps, str(paths["gpt"]), tokens, 8, 128, cfg.task.eval_batches, cfg.task.test_batches)
+            return train_plain_hf(steps, str(paths["gpt"]), tokens, 8, 128, cfg.task.eval_windows // 8, cfg.task.test_windows // 8)
 
         train_summary(compose_lrexp("task=hf_lm", *task, "run.steps=3"))  # warm-up: imports, the tokenized cache, allocator
         r = interleaved({"lrexp": lambda: train_summary(cfg).steps_per_s, "plain": plain}, rounds)

@@ -45,7 +45,7 @@ def models(tmp_path_factory, env):
 
 def lm(models, *extra: str) -> list[str]:
     return ["task=hf_lm", f"task.model={models['gpt']}", f"task.data={models['corpus']}", "task.context=32", "task.batch_size=4",
-            "task.eval_batches=2", "task.test_batches=2", "run.steps=30", "run.eval_every=10", "run.log_every=5",
+            "task.eval_windows=8", "task.test_windows=8", "run.steps=30", "run.eval_every=10", "run.log_every=5",
             "logger.local.plots=false", *extra]  # fmt: skip
 
 
@@ -203,3 +203,21 @@ def test_a_hub_name_without_network_is_one_line_without_waiting(models, env, tmp
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("lrexp: error: task.model='someone/no-such-model': not a local folder"), out.stderr
         assert where in lines[0]
+
+
+def test_the_held_out_sets_are_the_same_windows_whatever_the_micro_batch(models, env):
+    """Issue 25.5: validation and test are counts of windows (task.eval_windows, task.test_windows), so a 2 x 4
+    run and an 8 x 1 run of one model are scored on the same tokens (they were 16 and 64 windows)."""
+    import torch
+
+    from lrexp.tasks import build_task
+
+    def held_out(batch: int, accum: int) -> dict[str, torch.Tensor]:
+        cfg, _ = compose_config(*lm(models, f"task.batch_size={batch}", f"task.grad_accum={accum}", "task.eval_windows=12"))
+        task = build_task(cfg.task, torch.device("cpu"), 0)
+        assert all(len(x) <= batch for x, _ in task.splits["val"])  # evaluated a micro-batch at a time
+        return {split: torch.cat([x for x, _ in task.splits[split]]) for split in ("val", "test")}
+
+    small, large = held_out(2, 4), held_out(8, 1)
+    assert small["val"].shape[0] == 12 and small["test"].shape[0] == 8
+    assert all(torch.equal(small[s], large[s]) for s in ("val", "test"))

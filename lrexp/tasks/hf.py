@@ -223,15 +223,15 @@ class HFLanguageModelTask:
         grad_accum: int,
         val_fraction: float,
         test_fraction: float,
-        eval_batches: int,
-        test_batches: int,
+        eval_windows: int,
+        test_windows: int,
         max_tokens: int | None,
         cache_dir: str | None,
         *,
         device: torch.device,
         seed: int,
     ) -> None:
-        check_sizes(batch_size=batch_size, context=context, grad_accum=grad_accum, eval_batches=eval_batches, test_batches=test_batches,
+        check_sizes(batch_size=batch_size, context=context, grad_accum=grad_accum, eval_windows=eval_windows, test_windows=test_windows,
                     max_tokens=max_tokens)  # fmt: skip
         check_fractions(0.5, val_fraction=val_fraction, test_fraction=test_fraction)
         self.batch_size, self.context, self.grad_accum, self.seed, self.device = batch_size, context, grad_accum, seed, device
@@ -248,7 +248,7 @@ class HFLanguageModelTask:
             )
         self.tokens, self.chunk_len, self.starts_per_chunk = stream, chunk, chunk - context
         self.train_offsets = np.array(train) * chunk
-        self.splits = {"val": self._fixed(val, eval_batches), "test": self._fixed(test, test_batches)}
+        self.splits = {"val": self._fixed(val, eval_windows), "test": self._fixed(test, test_windows)}
         self.n_tokens = len(stream)
         if cfg.vocab_size < len(self.tokenizer):
             raise ConfigError(
@@ -264,11 +264,13 @@ class HFLanguageModelTask:
         windows = torch.from_numpy(np.asarray(self.tokens[idx], dtype=np.int64)).to(self.device, non_blocking=True)
         return windows[:, :-1], windows[:, 1:]
 
-    def _fixed(self, chunks: list[int], n_batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _fixed(self, chunks: list[int], n_windows: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``n_windows`` windows spread evenly over the held-out chunks: the same set whatever the micro-batch
+        (so configurations of one model are scored on the same tokens), cut into micro-batches for memory."""
         n = len(chunks) * self.starts_per_chunk
-        k = np.linspace(0, n - 1, n_batches * self.batch_size).round().astype(np.int64)
+        k = np.linspace(0, n - 1, n_windows).round().astype(np.int64)
         starts = np.array(chunks)[k // self.starts_per_chunk] * self.chunk_len + k % self.starts_per_chunk
-        return [self._windows(part) for part in np.array_split(starts, n_batches)]
+        return [self._windows(part) for part in np.array_split(starts, math.ceil(n_windows / self.batch_size))]
 
     def param_groups(self) -> list[dict[str, Any]]:
         return decay_groups(self.model)
