@@ -2,11 +2,13 @@
 
     python -m lrexp.lr_find [OVERRIDES] [--out DIR] [--start 1e-7] [--end 10] [--steps 200]
 
-Composes the task, model and optimizer exactly as a run would (same groups, same overrides), then trains
-with an exponentially growing LR (torch's ExponentialLR, from --start to --end over --steps optimizer
-steps) until the smoothed training loss exceeds --divergence x its lowest value. Writes lr_find.png (loss
-against LR, log scale, with the steepest descent and the minimum marked and the suggested grid shaded),
-lr_find.csv and lr_find.json into --out, and prints a suggested grid for +sweep=fair as an override.
+Composes the config exactly as a run would (same groups, same overrides) and trains it as a run, through
+lrexp's one training loop (so gradient clipping, accumulation, autocast and the device apply as in any
+run), with an exponentially growing LR (torch's ExponentialLR, from --start to --end over --steps
+optimizer steps) and every step logged; the test ends where the smoothed training loss exceeds
+--divergence x its lowest value. Writes lr_find.png (loss against LR, log scale, with the steepest
+descent and the minimum marked and the suggested grid shaded), lr_find.csv, lr_find.json and the run's
+own directory (run/) into --out, and prints a suggested grid for +sweep=fair as an override.
 
 It suggests and does not pick: the steepest point and the minimum of a range test move with the seed,
 the smoothing and the ramp's speed (automatic picks from it are known to be unreliable), so the
@@ -26,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lrexp.errors import ConfigError
 
@@ -42,46 +44,51 @@ class RangeTest:
     stopped: str  # why the test ended
 
 
-def run(cfg: DictConfig, start: float, end: float, steps: int, divergence: float, smooth: float) -> RangeTest:
-    import torch
+# The range test is a run of lrexp's one training loop (lrexp.train): whatever a run does to a step
+# (optimizer.clip_grad_norm, task.grad_accum, autocast, the device) the test does too. These keys make it
+# a range test: torch's ExponentialLR from --start to --end, every step logged, evaluation only at the ends.
+def ramp_overrides(start: float, steps: int) -> list[str]:
+    return [
+        "scheduler=exp", "scheduler.warmup=0", "scheduler.floor=0.0", f"optimizer.lr={start!r}",
+        f"run.steps={steps}", "run.log_every=1", f"run.eval_every={steps}", "run.test_every=0", f"run.checkpoint_every={steps}",
+        "run.progress=false", "logger=local", "logger.local.plots=false",
+    ]  # fmt: skip
 
-    from lrexp.build import build_optimizer
-    from lrexp.device import free_threads, select_device
-    from lrexp.tasks import build_task
-    from lrexp.train import seed_everything
 
-    seed_everything(cfg.seed)
-    torch.set_num_threads(int(cfg.run.threads) or free_threads("lr_find"))  # as a run alone (lrexp.jobs.job_threads)
-    device = select_device(cfg.run.device)
-    task = build_task(cfg.task, device, cfg.seed)
-    OmegaConf.update(cfg, "optimizer.lr", start)
-    optimizer = build_optimizer(cfg.optimizer, task.param_groups(), device)
-    ramp = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=(end / start) ** (1 / max(1, steps - 1)))
+def run(cfg: DictConfig, choices: dict[str, str | None], run_dir: Path, divergence: float, smooth: float) -> RangeTest:
+    """Train the composed range-test config as a run into ``run_dir``, then read its rows: the LR and the
+    training loss of every step, until the smoothed loss blew up (``divergence`` x its lowest)."""
+    from lrexp.device import free_threads
+    from lrexp.loggers import RunInfo
+    from lrexp.loggers.local import LocalLogger
+    from lrexp.record import read_metrics
+    from lrexp.train import RunSpec, train
 
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = RunInfo(run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))  # type: ignore[arg-type]
+    spec = RunSpec(cfg, run_dir, choices=choices, loggers=[LocalLogger(run=info, plots=False, dpi=110)])
+    summary = train(spec, threads=int(cfg.run.threads) or free_threads("lr_find"))
+    rows = [r for r in read_metrics(run_dir) if r.get("train_loss") is not None]
     lrs: list[float] = []
     losses: list[float] = []
-    running, lowest = 0.0, math.inf  # a causal average (what is known at each step): it decides when to stop
-    stopped = f"reached --end={end:g}"
-    task.model.train()
-    for step in range(steps):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        x, y = task.train_batch(step)
-        loss = task.loss(task.model, x, y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        ramp.step()
-        value = loss.item()  # one sync per step: the test decides every step whether to stop
+    running, lowest = 0.0, math.inf  # a causal average (what is known at each step): it decides where the test ends
+    stopped = f"reached --end={float(cfg.optimizer.lr) * float(cfg.scheduler.gamma) ** (len(rows) - 1):g}"
+    for row in rows:
+        value, lr = float(row["train_loss"]), float(row["lr"])
         if not math.isfinite(value):
-            stopped = f"the loss became {value} at lr {lrs.pop():.3g}"
+            stopped = f"the loss became {value} at lr {lr:.3g}"
             break
+        lrs.append(lr)
         losses.append(value)
         running = smooth * running + (1 - smooth) * value
         current = running / (1 - smooth ** len(losses))
         lowest = min(lowest, current)
         if current > divergence * lowest:
-            stopped = f"the loss blew up at lr {lrs[-1]:.3g} (smoothed loss > {divergence:g} x its lowest)"
+            stopped = f"the loss blew up at lr {lr:.3g} (smoothed loss > {divergence:g} x its lowest)"
             break
+    else:
+        if summary.status.value == "diverged":  # the loop's own stop (run.diverge_factor x the first loss)
+            stopped = f"the loss blew up at lr {lrs[-1]:.3g} (above run.diverge_factor x the first loss)" if lrs else "diverged at once"
     # The causal average lags the loss by about 1 / (1 - smooth) steps, which on a fast ramp shifts every
     # feature to a higher LR. After the fact, a centred running median has no lag, and neither a spike nor
     # the blown-up tail leaks more than a few steps into its neighbours.
@@ -169,10 +176,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lrexp.validate import validate
 
         with initialize_config_module("lrexp.conf", version_base="1.3"):
-            cfg = compose("config", overrides=list(a.overrides), return_hydra_config=True)
-        choices = dict(cfg.hydra.runtime.choices)
+            cfg = compose("config", overrides=[*a.overrides, *ramp_overrides(a.start, a.steps)], return_hydra_config=True)
+        choices = {g: cfg.hydra.runtime.choices.get(g) for g in ("task", "optimizer", "scheduler")}
+        with open_dict(cfg):
+            del cfg["hydra"]
         validate(cfg)
-        result = run(cfg, a.start, a.end, a.steps, a.divergence, a.smooth)
+        # A ramp up: the one ExponentialLR lrexp's checks refuse (gamma > 1 for a schedule is a mistake; here it is the test).
+        OmegaConf.update(cfg, "scheduler.gamma", (a.end / a.start) ** (1 / max(1, a.steps - 1)))
+        run_dir = a.out / "run"
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ConfigError("--out", str(a.out), f"already holds a range test ({run_dir}): choose another folder")
+        result = run(cfg, choices, run_dir, a.divergence, a.smooth)
     except (ConfigError, HydraException) as e:
         print(f"lrexp.lr_find: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

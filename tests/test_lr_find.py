@@ -55,3 +55,23 @@ def test_lr_find_writes_its_plot_files_and_a_suggested_override(tmp_path, task, 
 def test_bad_range_settings_are_one_line(tmp_path):
     out = run_cli(["--start", "1", "--end", "0.1"], cwd=tmp_path, module="lrexp.lr_find")
     assert out.returncode == 2 and out.stderr.strip() == "lrexp.lr_find: error: --start=1.0: must be > 0 and below --end (0.1)"
+
+
+@pytest.mark.slow
+def test_the_range_test_is_a_run_of_the_one_loop_so_clipping_applies(tmp_path):
+    """Issue 25.6: `optimizer=sgd optimizer.clip_grad_norm=1e-9` cannot train in a run, and so not in the range
+    test either (it trained before: lr_find had a loop of its own); without the clip the same test blows up.
+    Its run directory is lrexp's own record of the loop: grad_norm every step, the ramp's LRs."""
+    from lrexp.record import read_metrics
+
+    clipped = run_cli(
+        ["optimizer=sgd", "optimizer.clip_grad_norm=1e-9", "--steps", "100", "--out", "clipped"], cwd=tmp_path, module="lrexp.lr_find"
+    )
+    free = run_cli(["optimizer=sgd", "--steps", "100", "--out", "free"], cwd=tmp_path, module="lrexp.lr_find")
+    assert clipped.returncode == 0 and free.returncode == 0, clipped.stderr + free.stderr
+    held, blew = (json.loads((tmp_path / d / "lr_find.json").read_text()) for d in ("clipped", "free"))
+    assert held["stopped"] == "reached --end=10" and len(held["lrs"]) == 100
+    assert "blew up" in blew["stopped"] or "became" in blew["stopped"]
+    rows = read_metrics(tmp_path / "clipped" / "run")
+    assert [r["step"] for r in rows] == list(range(100)) and all(r["grad_norm"] is not None for r in rows)
+    assert [r["lr"] for r in rows] == pytest.approx(held["lrs"], rel=1e-12)
