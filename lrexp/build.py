@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lrexp.schedule import Direct, Schedule, WarmupFloor
+from lrexp.drivers import Direct, Schedule, WarmupFloor
 from lrexp.schedule_spec import ScheduleSpec
 from lrexp.targets import call_target, check_signature
 from lrexp.validate import CLIP  # lrexp's own key in an optimizer node: the training loop clips, not the optimizer

@@ -73,7 +73,7 @@ def sections(c: Comparison, paths: Sequence[Path], fig_dir: Path) -> list[Sectio
     """What the report adds when there is more to say: the tuning budget of a sweep with an LR grid
     (lrexp.budget), and the schedule-loss laws' prediction when lrexp.predict has written one into a
     directory the report reads."""
-    from lrexp import budget, predict
+    from lrexp import budget, prediction
 
     out = []
     if budget.has_grid(c):
@@ -81,9 +81,9 @@ def sections(c: Comparison, paths: Sequence[Path], fig_dir: Path) -> list[Sectio
         metric = c.loss.label or c.loss.name
         out.append(budget.section(curves, metric, budget.budget_figure(curves, metric, fig_dir / "budget.png", colors(c))))
     for path in paths:
-        prediction = predict.read_prediction(path)
-        if prediction is not None:
-            out.append(predict.section(prediction, path / predict.PREDICT_DIR))
+        found = prediction.read_prediction(path)
+        if found is not None:
+            out.append(prediction.section(found, path / prediction.PREDICT_DIR))
     return out
 
 
