@@ -125,7 +125,7 @@ def refused(*overrides: str) -> ConfigError:
 def test_bad_input_is_named_with_its_key(models, env):
     root = models["gpt"].parent
     e = refused(*lm(models, "task.model=no-such-org/no-such-model"))
-    assert e.key == "task.model" and "not a local folder with a config.json" in str(e)
+    assert e.key == "task.model" and "not a local folder, not in the Hugging Face cache" in str(e)
     e = refused(*lm(models, f"task.data={root / 'gpt' / 'model.safetensors'}"))
     assert e.key == "task.data" and "is not a text file" in str(e)
     e = refused(*classifier(models, f"task.data={models['lines']}", "task.label_column=category"))
