@@ -66,7 +66,7 @@ class Design:
     alpha: float = 0.05  # the family-wise error rate of every claim, over every look
     spending: str = "obrien_fleming"  # the alpha-spending function's shape (README, Adaptive sweeps: why this default)
     drop_spread: float = 3.0  # a cell worse on validation than its group's best by this x the seeds' spread is dropped
-    futility: bool = True  # stop a pair that seeds.max could not decide (non-binding: it never adds a claim)
+    futility: bool = True  # stop a pair unlikely to be decided by seeds.max (conditional power; non-binding: adds no claim)
     max_runs: int | None = None  # the compute cap: no round starts that would exceed it
 
     def looks(self) -> list[int]:
@@ -355,7 +355,7 @@ def replay(table: Table, design: Design, margin: float, cells: Sequence[CellKey]
         cost = sum(1 for g in look.open_groups for label in cells_of[g] if (g, label) not in dropped) * ((nxt or n) - n)
         if not look.open_groups:
             futile = sum(p.futile for p in look.pairs.values())
-            look.stop = "every pair the verdict needs is decided" + (f" or beyond what seeds.max can decide ({futile})" if futile else "")
+            look.stop = "every pair the verdict needs is decided" + (f" or unlikely to be by seeds.max ({futile})" if futile else "")
         elif nxt is None:
             look.stop = f"seeds.max={design.seeds_max} reached"
         elif design.max_runs is not None and out.runs + cost > design.max_runs:
@@ -514,16 +514,24 @@ def _evaluate(p: PairState, table: Table, chosen: Mapping[str, str], counts: Map
     p.low, p.high = low, high
 
 
+FUTILITY_POWER = 0.1  # a pair whose chance of being decided by seeds.max is below this stops (non-binding)
+
+
 def _futile(p: PairState, margin: float, c_last: float, n_max: int) -> bool:
-    """No difference the pair's interval allows would be decided at seeds.max: the last look's interval
-    (its boundary at the seeds' spread so far) would still reach across the margin wherever in the current
-    interval the difference lies. Non-binding: stopping here only forgoes claims, so every claim stays valid."""
-    if p.n < 3 or not (math.isfinite(p.low) and math.isfinite(p.sd) and math.isfinite(margin)):
+    """Conditional power under the current trend (Jennison and Turnbull 2000, ch. 10): were the difference and
+    the seeds' spread what they are now, the chance that the last look's interval lies beyond the margin or
+    within it is below FUTILITY_POWER. Non-binding: stopping forgoes claims and never makes one, so every
+    claim keeps its error rate; a stopped pair is reported as cannot tell, with its interval."""
+    if p.n < 3 or p.n >= n_max or not (math.isfinite(p.mean) and math.isfinite(p.sd) and math.isfinite(margin)):
         return False
-    half = c_last * p.sd / math.sqrt(n_max)
-    nearest = 0.0 if p.low < 0 < p.high else min(abs(p.low), abs(p.high))
-    farthest = max(abs(p.low), abs(p.high))
-    return farthest - half < margin < nearest + half
+    if p.sd == 0:
+        return False
+    se = p.sd / math.sqrt(n_max)  # the standard error at seeds.max
+    half = c_last * se
+    gap = abs(p.mean)
+    beyond = sp.norm.cdf((gap - margin - half) / se)  # the last interval's near end past the margin
+    within = sp.norm.cdf((margin - half - gap) / se) if half < margin else 0.0  # both ends inside it
+    return beyond + within < FUTILITY_POWER
 
 
 def _decide(p: PairState, margin: float, look: int) -> None:

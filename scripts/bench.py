@@ -21,8 +21,9 @@ Sections:
 - hf: task=hf_lm against a plain Hugging Face loop at identical settings (a GPT-2 made and saved here).
 - contention: the batched launcher on an idle machine and with one core busy with another process.
 - alone: a digits and a tinylm run alone (`python -m lrexp`), idle and with one core busy, under the old
-  thread rule (torch's default: every core) and the new one (the cores other processes leave free,
-  lrexp.device.free_threads); training time from each run's summary.json. Goal: busy <= 1.3 x idle.
+  thread rule (torch's default: every core), the new one (the cores other processes leave free,
+  lrexp.device.free_threads) and one thread; training time from each run's summary.json. Goal: busy <=
+  1.3 x idle; a compute-bound run on half the cores is also read against one thread on the idle machine.
 """
 
 from __future__ import annotations
@@ -368,7 +369,8 @@ def bench_alone(digits_steps: int, tinylm_steps: int, rounds: int) -> dict[str, 
     OMP_NUM_THREADS is unset: where it is set it wins under both rules."""
     cores = os.cpu_count() or 1
     runs = {"digits": [f"run.steps={digits_steps}"], "tinylm": ["task=tinylm", f"run.steps={tinylm_steps}", "run.eval_every=50"]}
-    rules = {"old": [f"run.threads={cores}"], "new": []}
+    # "one": a single thread, the machine's own limit once a core is taken: what the busy new rule is read against.
+    rules = {"old": [f"run.threads={cores}"], "new": [], "one": ["run.threads=1"]}
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     out: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="lrexp-bench-"))
@@ -395,6 +397,8 @@ def bench_alone(digits_steps: int, tinylm_steps: int, rounds: int) -> dict[str, 
     for task in runs:
         for rule in rules:
             out[f"alone_{task}_{rule}_busy_vs_idle"] = out[f"alone_{task}_busy_{rule}_s"] / out[f"alone_{task}_idle_{rule}_s"]
+        # busy under the new rule against one thread on the idle machine: what contention costs beyond the core taken
+        out[f"alone_{task}_new_busy_vs_one_thread_idle"] = out[f"alone_{task}_busy_new_s"] / out[f"alone_{task}_idle_one_s"]
     return out
 
 

@@ -111,7 +111,7 @@ def test_an_open_pair_ends_as_cannot_tell_at_seeds_max_or_earlier_where_seeds_ma
     assert rp.stop == "seeds.max=8 reached" and rp.last.pairs[("a", "b")].decision == "open" and rp.runs == 16
     stopped = replay(t, Design(seeds_min=2, seeds_max=8), margin=0.005)
     pair = stopped.last.pairs[("a", "b")]
-    assert stopped.stop == "every pair the verdict needs is decided or beyond what seeds.max can decide (1)"
+    assert stopped.stop == "every pair the verdict needs is decided or unlikely to be by seeds.max (1)"
     assert pair.futile and pair.decision == "open" and not pair.rejected and stopped.runs < 16  # stopped, and no claim
 
 
@@ -138,7 +138,7 @@ def test_a_replay_stops_where_the_data_stop_and_names_the_next_round():
     luck = list(1.0 + np.array(NOISE))
     full = table({("a", ""): luck, ("b", ""): luck[::-1]})
     partial = {key: {s: o for s, o in cell.items() if s < 3} for key, cell in full.items()}
-    rp = replay(partial, Design(seeds_min=2, seeds_max=6), margin=0.005)
+    rp = replay(partial, Design(seeds_min=2, seeds_max=6, futility=False), margin=0.005)
     assert rp.stop is None and len(rp.looks) == 2 and rp.next_seeds == range(3, 4) and sorted(rp.next_cells) == [("a", ""), ("b", "")]
     nothing = replay({}, Design(seeds_min=2, seeds_max=6), margin=0.005, cells=[("a", ""), ("b", "")])
     assert nothing.looks == [] and nothing.next_seeds == range(0, 2)
@@ -147,5 +147,5 @@ def test_a_replay_stops_where_the_data_stop_and_names_the_next_round():
 def test_the_run_budget_stops_before_a_round_that_would_pass_it():
     luck = list(1.0 + np.array(NOISE))
     t = table({("a", ""): luck, ("b", ""): luck[::-1]})
-    rp = replay(t, Design(seeds_min=2, seeds_max=12, max_runs=9), margin=0.005)
+    rp = replay(t, Design(seeds_min=2, seeds_max=12, max_runs=9, futility=False), margin=0.005)
     assert rp.runs == 8 and rp.stop == "max_runs=9 reached: the next round needs 2 runs, 8 ran"
