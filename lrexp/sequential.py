@@ -17,7 +17,9 @@ much (five looks at a 5% test give about 14%, Armitage et al. 1969), so both hal
 
 A pair is decided *worse* (its difference rejected, its whole interval beyond the margin) or *negligible*
 (its whole interval within the margin: an equivalence claim, valid at any look for the same reason);
-anything else stays open and gets the next seeds, until seeds.max or the run budget. The boundaries are
+anything else stays open and gets the next seeds, until seeds.max or the run budget, or until its
+conditional power (the chance that seeds.max decides it, at its present difference and spread) falls
+below 10%: a non-binding futility stop, which forgoes claims and never makes one. The boundaries are
 computed on the t scale by simulating null paths of normal seed differences (t is scale-free, so they are
 exact for normal differences at any spread, one degree of freedom included); how the design does on real,
 non-normal runs is measured by scripts/replay_sweeper.py on null pools.
@@ -43,7 +45,7 @@ import numpy as np
 from scipy import stats as sp
 
 from lrexp import stats
-from lrexp.compare import Claim, Comparison, Pair, RunRecord, compare, find_runs, signed
+from lrexp.compare import Claim, Comparison, Pair, RunRecord, compare, signed
 from lrexp.errors import ConfigError
 from lrexp.record import Status, is_neutral
 from lrexp.sections import Section
@@ -615,14 +617,6 @@ def _difference(p: PairState, other: str) -> stats.Difference:
     mean, low, high = p.oriented(other)
     wins = p.wins if other == p.a else p.n - p.wins
     return stats.Difference(p.n, mean, low, high, math.nan, p.sd, paired=True, wins=wins)
-
-
-def judge_dir(sweep_dir: Path) -> tuple[Comparison, Replay] | None:
-    """An adaptive sweep's comparison as its report shows it; None when ``sweep_dir`` is not one."""
-    design = read_design(sweep_dir)
-    if design is None:
-        return None
-    return judged(compare(find_runs([sweep_dir])), design, planned_cells(sweep_dir))
 
 
 # --- what the report says of the design -------------------------------------------------------------
