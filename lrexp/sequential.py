@@ -321,6 +321,7 @@ class Replay:
     steps: int = 0  # optimizer steps the looks' runs took
     fixed_runs: int = 0  # what the fixed design would run: every planned cell at seeds.max
     fixed_steps: int = 0
+    unused: int = 0  # runs in the directory beyond the design's looks: not compared (lrexp.sequential.judged)
 
     @property
     def last(self) -> Look | None:
@@ -586,7 +587,11 @@ def judged(c: Comparison, design: Design, cells: Mapping[CellKey, Sequence[str]]
     last = rp.last
     if last is None:
         return c, rp
-    out = compare(c.runs, c.group_key, c.settings, chosen=last.chosen)
+    # The runs the design's looks used, and no others: each group's seeds up to its count at the last look
+    # (a directory may hold more: runs added by hand, or a sweep made by another version of the design).
+    used = [r for r in c.runs if r.seed is not None and r.seed < last.counts.get(r.value(c.group_key), 0)]
+    rp.unused = len(c.runs) - len(used)
+    out = compare(used or c.runs, c.group_key, c.settings, chosen=last.chosen)
     ranked = out.ranked
     out.design = design.method(len(last.pairs))
     out.pairs = []
@@ -655,6 +660,8 @@ def section(rp: Replay, c: Comparison) -> Section:
     ]
     if rp.stop:
         paragraphs.append(f"Stopped after round {len(rp.looks)}: {rp.stop}.")
+    if rp.unused:
+        paragraphs.append(f"{rp.unused} runs of the directory lie beyond the design's looks (seeds it did not ask for): not compared.")
     else:
         paragraphs.append(
             f"Not finished: round {len(rp.looks) + 1} needs seeds {rp.next_seeds.start}-{rp.next_seeds.stop - 1} of {len(rp.next_cells)} cells."

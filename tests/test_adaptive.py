@@ -150,3 +150,21 @@ def test_on_real_null_runs_the_sequential_design_claims_no_more_than_five_percen
     assert result["replays"] == 3000 and result["looks"]["max"] == 11
     assert result["false_claim"]["rate"] <= 0.05, result["false_claim"]
     assert result["false_peeking"]["rate"] >= 3 * max(result["false_claim"]["rate"], 0.02), result["false_peeking"]
+
+
+@pytest.mark.slow
+def test_the_report_compares_only_the_runs_the_design_used(tmp_path):
+    """Runs in an adaptive sweep's directory that its design never asked for (added by hand, or made by another
+    version of it) are named and left out, so the table, the verdict and the intervals rest on the same seeds."""
+    from lrexp.report import write_report
+
+    sweep = tmp_path / "sweep"
+    done = run_cli([*SWEEP, "hydra.sweeper.seeds.max=2"], cwd=tmp_path, timeout=600)  # one round: seeds 0 and 1
+    assert done.returncode == 0, done.stderr[-3000:]
+    extra = run_cli(["scheduler=exp", "optimizer.lr=1e-3", "run.steps=150", "run.eval_every=50", "logger.local.plots=false", "seed=7",
+                     f"hydra.run.dir={sweep / 'by_hand'}"], cwd=tmp_path)  # fmt: skip
+    assert extra.returncode == 0, extra.stderr[-3000:]
+    write_report([sweep], sweep)
+    md = (sweep / "report.md").read_text()
+    assert "1 runs of the directory lie beyond the design's looks (seeds it did not ask for): not compared." in md
+    assert "by_hand" not in md.split("## Runs")[0] and "paired over 2 seeds" in md
