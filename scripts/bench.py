@@ -29,6 +29,7 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -38,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,6 +331,18 @@ def bench_sweeps(digits_steps: int, tinylm_steps: int, only: Sequence[str] = tup
     return out
 
 
+@contextlib.contextmanager
+def one_core_busy(busy: bool) -> Iterator[None]:
+    """Another process spinning on one core while the block runs (or nothing, on an idle machine)."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        yield
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+
+
 def bench_contention(digits_steps: int) -> dict[str, float]:
     """The batched launcher on an idle machine and with one core kept busy by another process (a spinning
     Python), next to the parallel (joblib) launcher and to the batched launcher forced onto every core
@@ -344,15 +357,10 @@ def bench_contention(digits_steps: int) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="lrexp-bench-"))
     try:
         for load in ("idle", "busy"):
-            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
-            try:
+            with one_core_busy(load == "busy"):
                 for name, args in variants.items():
                     command = [sys.executable, "-m", "lrexp", "-m", *sweep, *args, f"hydra.sweep.dir={work / f'{load}-{name}'}"]
                     out[f"contention_{load}_{name}_s"] = timed_process(command, work)
-            finally:
-                if hog is not None:
-                    hog.kill()
-                    hog.wait()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for load in ("idle", "busy"):
@@ -376,8 +384,7 @@ def bench_alone(digits_steps: int, tinylm_steps: int, rounds: int) -> dict[str, 
     work = Path(tempfile.mkdtemp(prefix="lrexp-bench-"))
     try:
         for load in ("idle", "busy"):
-            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
-            try:
+            with one_core_busy(load == "busy"):
                 for task, args in runs.items():
                     for rule, extra in rules.items():
                         times = []
@@ -388,10 +395,6 @@ def bench_alone(digits_steps: int, tinylm_steps: int, rounds: int) -> dict[str, 
                             subprocess.run(cmd, cwd=work, env=env, check=True, capture_output=True)
                             times.append(json.loads((run_dir / "summary.json").read_text())["wall_time_s"])
                         out[f"alone_{task}_{load}_{rule}_s"] = median(times)
-            finally:
-                if hog is not None:
-                    hog.kill()
-                    hog.wait()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for task in runs:
