@@ -21,8 +21,8 @@ from lrexp.record import writing
 
 
 def register_plugins() -> None:
-    """Make ``hydra/launcher=batched``, ``hydra/launcher=parallel`` and ``hydra/sweeper=adaptive`` known to
-    Hydra in every install.
+    """Make ``hydra/launcher=batched``, ``hydra/launcher=parallel``, ``hydra/sweeper=adaptive`` and
+    ``hydra/sweeper=cooldowns`` known to Hydra in every install.
 
     Hydra finds plugins by walking the ``hydra_plugins`` namespace package with pkgutil, which cannot see
     into an editable install (setuptools serves it through an import hook, not a directory): from any
@@ -36,9 +36,10 @@ def register_plugins() -> None:
 
     from hydra_plugins.lrexp_launchers.batched import BatchedLauncher
     from hydra_plugins.lrexp_sweepers.adaptive import AdaptiveSweeper
+    from hydra_plugins.lrexp_sweepers.cooldowns import CooldownSweeper
 
-    Plugins.instance().register(BatchedLauncher)
-    Plugins.instance().register(AdaptiveSweeper)
+    for plugin in (BatchedLauncher, AdaptiveSweeper, CooldownSweeper):
+        Plugins.instance().register(plugin)
     if find_spec("hydra_plugins.hydra_joblib_launcher") is not None:
         from hydra_plugins.lrexp_launchers.parallel import ParallelLauncher
 

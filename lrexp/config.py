@@ -53,6 +53,9 @@ class RunConfig:
     checkpoint_every: int = MISSING
     resume: bool = MISSING
     diverge_factor: float | None = MISSING
+    keep_checkpoints_at: list[int] = MISSING
+    branch_from: str | None = MISSING
+    branch_step: int | None = MISSING
 
 
 @dataclass

@@ -74,7 +74,11 @@ class Status(str, enum.Enum):
 # Config keys (and whole groups) that may differ between two runs, or between a run and its
 # resumption, without changing a single number they compute. Used to name runs (lrexp.app), to decide
 # what varies across a sweep (lrexp.compare) and what a resumed run may change (lrexp.checkpoint).
-NEUTRAL_KEYS = ("run.progress", "run.threads", "run.resume", "run.checkpoint_every", "logger", "report", "hydra")
+NEUTRAL_KEYS = (
+    "run.progress", "run.threads", "run.resume", "run.checkpoint_every", "logger", "report", "hydra",
+    # A branch is the run it would be from step 0 (lrexp.branch checks it): where it started changes no number.
+    "run.keep_checkpoints_at", "run.branch_from", "run.branch_step",
+)  # fmt: skip
 
 
 def is_neutral(key: str) -> bool:
@@ -172,6 +176,8 @@ class Summary:
     batch: int | None = None  # runs trained together in one process (hydra/launcher=batched); 1: alone
     parameters: int | None = None
     slurm_job_id: str | None = None  # when the run was a SLURM job (the same id across requeues)
+    branch_from: str | None = None  # the trunk's run directory, when the run started from its checkpoint (lrexp.branch)
+    branch_step: int | None = None  # ... at this step: the steps before it were the trunk's
     # What sets this run apart from others it may be compared with, key -> value: for runs recorded
     # without Hydra (lrexp.recorder), whose overrides.yaml would otherwise say it (lrexp.compare).
     settings: dict[str, str] = field(default_factory=dict)

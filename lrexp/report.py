@@ -70,12 +70,15 @@ def write_report(
 
 
 def sections(c: Comparison, paths: Sequence[Path], fig_dir: Path) -> list[Section]:
-    """What the report adds when there is more to say: the tuning budget of a sweep with an LR grid
-    (lrexp.budget), and the schedule-loss laws' prediction when lrexp.predict has written one into a
-    directory the report reads."""
-    from lrexp import budget, prediction
+    """What the report adds when there is more to say: loss vs budget when runs branched from a trunk
+    (lrexp.cooldowns), the tuning budget of a sweep with an LR grid (lrexp.budget), and the schedule-loss
+    laws' prediction when lrexp.predict has written one into a directory the report reads."""
+    from lrexp import budget, cooldowns, prediction
 
     out = []
+    branched = cooldowns.read_budgets(c.runs)
+    if branched is not None:
+        out.append(cooldowns.section(branched, cooldowns.figure(branched, fig_dir / "budgets.png")))
     if budget.has_grid(c):
         curves = budget.budget(c)
         metric = c.loss.label or c.loss.name

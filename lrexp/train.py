@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from lrexp import checkpoint
+from lrexp import branch, checkpoint
 from lrexp.build import build_optimizer, build_schedule, clip_norm_of, has_modes
 from lrexp.device import autocast, configure_backends, resolve_precision, select_device
 from lrexp.errors import first_line
@@ -151,6 +151,9 @@ class Run:
         self.device, self.precision = device, precision
         self.every = Intervals.of(self.cfg.run)
         self.resume_from = checkpoint.open_run_dir(self.run_dir, self.cfg, spec.hydra_dir)  # refuses another run's directory
+        # A branch that has no checkpoint of its own yet starts from its trunk's (checked here, before anything is written).
+        self.trunk = branch.Trunk.open(self.cfg) if self.resume_from is None and self.cfg.run.branch_from is not None else None
+        self.keep_at = frozenset(self.cfg.run.keep_checkpoints_at)
         self.schedule_spec = ScheduleSpec.of(self.cfg.scheduler)
         self.clip = clip_norm_of(self.cfg.optimizer)  # None: no clipping
         self.stopped = False  # diverged: no more steps
@@ -191,6 +194,8 @@ class Run:
             batch=batch,
             parameters=sum(p.numel() for p in task.model.parameters()),
             slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+            branch_from=run.branch_from,
+            branch_step=run.branch_step,
         )
         # --- state: fresh, or exactly where the checkpoint left it ---------------------------------
         self.state = LoopState(loss_sum=torch.zeros((), device=self.device))
@@ -202,10 +207,13 @@ class Run:
             "rng": checkpoint.RngState(),
             "loop": self.state,
         }
+        if self.trunk is not None:  # loaded as a checkpoint of its own would be
+            self.resume_from = self.trunk.state_for(self.optimizer, self.schedule)
         if self.resume_from is not None:
             for name, obj in self.stateful.items():
                 obj.load_state_dict(self.resume_from[name])
-            self.log.info("resuming %s at step %d of %d", self.run_dir, self.state.step, run.steps)
+            verb = f"branching from {self.trunk.dir}" if self.trunk is not None else f"resuming {self.run_dir}"
+            self.log.info("%s at step %d of %d", verb, self.state.step, run.steps)
 
     def _build_optimizer(self) -> None:
         self.optimizer = build_optimizer(self.cfg.optimizer, self.task.param_groups(), self.device)
@@ -273,12 +281,22 @@ class Run:
         step = self.state.step
         if not self.stopped and (step % self.every.checkpoint_every == 0 or step == self.every.steps):
             self.save_checkpoint()
+        if not self.stopped and step in self.keep_at:
+            self.keep_checkpoint(step)
 
     def save_checkpoint(self) -> None:
         self.saved_at = self.state.step
         checkpoint.save(self.run_dir / CHECKPOINT_FILE, self.stateful, self.cfg, self.saved_hydra_files)
         if self.spec.hydra_dir is not None:  # a command refused while this run held the directory had Hydra overwrite them
             checkpoint.restore_hydra_files(self.spec.hydra_dir, self.saved_hydra_files)
+
+    def keep_checkpoint(self, step: int) -> None:
+        """run.keep_checkpoints_at: this step's checkpoint kept beside the rolling one, for branches to start
+        from; never overwritten (a resumed run that passes the step again writes the same bytes anyway)."""
+        path = branch.kept_path(self.run_dir, step)
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            checkpoint.save(path, self.stateful, self.cfg, self.saved_hydra_files)
 
     def interrupt(self, signal_name: str) -> None:
         self.summary.status = Status.INTERRUPTED

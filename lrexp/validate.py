@@ -40,6 +40,17 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("run.test_every", run.test_every, "must be an integer >= 0 (0: the test split at the last step only)")
     if run.diverge_factor is not None and not (_is_number(run.diverge_factor) and run.diverge_factor > 1):
         raise ConfigError("run.diverge_factor", run.diverge_factor, "must be a number > 1, or null (NaN/inf only)")
+    keep = list(run.get("keep_checkpoints_at") or [])
+    if not all(_is_int(k) and 0 < k <= run.steps for k in keep):
+        raise ConfigError("run.keep_checkpoints_at", keep, f"must list steps from 1 to run.steps ({run.steps})")
+    if run.get("branch_step") is not None and run.get("branch_from") is None:
+        raise ConfigError("run.branch_step", run.branch_step, "needs run.branch_from: the run directory (the trunk) to start from")
+    if run.get("branch_from") is not None and run.get("branch_step") is None:
+        raise ConfigError("run.branch_from", run.branch_from, "needs run.branch_step: the trunk's kept checkpoint to start from")
+    if run.get("branch_step") is not None and not (_is_int(run.branch_step) and 0 < run.branch_step < run.steps):
+        raise ConfigError(
+            "run.branch_step", run.branch_step, f"must be a step before this run's end (1 to {run.steps - 1}): the branch trains the rest"
+        )
     _positive_number("optimizer.lr", cfg.optimizer.get("lr"))
     if cfg.optimizer.get("warmup_steps"):  # schedule-free optimizers warm up inside step(), where lrexp cannot log it
         raise ConfigError(

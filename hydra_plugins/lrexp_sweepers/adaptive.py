@@ -28,6 +28,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.lrexp_sweepers import rounds
+
 log = logging.getLogger("lrexp")
 
 GROUP_KEY = "scheduler"  # what an adaptive sweep compares
@@ -187,18 +189,7 @@ class Plan:
         numbered = sorted((known[job][0], [*self.overrides(job), RESUME]) for job in jobs if job in known)
         start = max((num for num, _ in known.values()), default=-1) + 1
         numbered += [(start + i, self.overrides(job)) for i, job in enumerate(j for j in jobs if j not in known)]
-        batches: list[tuple[int, list[list[str]]]] = []
-        for num, overrides in numbered:
-            if batches and batches[-1][0] + len(batches[-1][1]) == num:
-                batches[-1][1].append(overrides)
-            else:
-                batches.append((num, [overrides]))
-        out = []
-        for initial, batch in batches:
-            results = launcher.launch(batch, initial_job_idx=initial)
-            for r in results:
-                _ = r.return_value  # a job Hydra itself failed raises here, as under the basic sweeper
-            out.append(results)
+        out = rounds.launch_numbered(launcher, numbered)
         self.check_interrupted(jobs)
         return out
 
@@ -208,31 +199,12 @@ class Plan:
 
     def known_jobs(self) -> dict[tuple[tuple[str, str], int], tuple[int, Path]]:
         """(cell, seed) -> (job number, directory) of every job already in the sweep (its .hydra files say both)."""
-        import yaml
-
         by_overrides = {tuple(sorted(self.overrides((cell, s)))): (cell, s) for cell in self.cells for s in range(self.design.seeds_max)}
-        out = {}
-        for hydra_yaml in self.sweep_dir.glob("**/.hydra/hydra.yaml"):
-            overrides_file = hydra_yaml.parent / "overrides.yaml"
-            if not overrides_file.is_file():
-                continue
-            given = tuple(sorted(str(o) for o in yaml.safe_load(overrides_file.read_text()) or [] if not str(o).startswith("run.resume=")))
-            job = by_overrides.get(given)
-            if job is not None:
-                out[job] = (int(yaml.safe_load(hydra_yaml.read_text())["hydra"]["job"]["num"]), hydra_yaml.parent.parent)
-        return out
+        return {by_overrides[given]: (num, d) for num, (d, given) in rounds.job_dirs(self.sweep_dir).items() if given in by_overrides}
 
     def check_interrupted(self, jobs: list[tuple[tuple[str, str], int]]) -> None:
-        """A run stopped by a signal (SLURM preemption, Ctrl-C) stops the sweep: the same command continues it."""
-        from lrexp.record import SUMMARY_FILE, Status, read_summary
-
         known = self.known_jobs()
-        for job in jobs:
-            if job not in known:
-                continue
-            job_dir = known[job][1]
-            if (job_dir / SUMMARY_FILE).is_file() and read_summary(job_dir).status is Status.INTERRUPTED:
-                raise SystemExit(f"lrexp: adaptive sweep interrupted ({job_dir} was stopped): run the same command to continue it")
+        rounds.stop_if_interrupted((known[job][1] for job in jobs if job in known), "adaptive sweep")
 
     def report(self, rp: Any) -> None:
         from lrexp.report import write_report  # matplotlib only once a round has ended
