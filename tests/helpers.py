@@ -28,9 +28,10 @@ def compose_config(*overrides: str) -> tuple[DictConfig, dict[str, str]]:
     return cfg, names
 
 
-def train_in_process(run_dir: Path, *overrides: str, plots: bool = False) -> dict:
+def train_in_process(run_dir: Path, *overrides: str, plots: bool = False, save_config: bool = False) -> dict:
     """A real training run through lrexp.train (no subprocess start-up), as the CLI would do it; returns
-    summary.json as written."""
+    summary.json as written. ``save_config``: .hydra/config.yaml written first, as Hydra writes it (a
+    branch reads its trunk's)."""
     from omegaconf import OmegaConf
 
     from lrexp.loggers import RunInfo
@@ -41,6 +42,9 @@ def train_in_process(run_dir: Path, *overrides: str, plots: bool = False) -> dic
     cfg, choices = compose_config("run.progress=false", *overrides)
     validate(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if save_config:
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     info = RunInfo(run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     train(RunSpec(cfg, run_dir, choices=choices, loggers=[LocalLogger(run=info, plots=plots, dpi=110)]))
     return summary_json(run_dir)

@@ -18,8 +18,6 @@ one resumes (``run.resume=true``), and no run is trained twice. The comparison r
 budget section (lrexp.cooldowns), is written when the sweep ends.
 """
 
-from __future__ import annotations
-
 import itertools
 import logging
 import sys
@@ -44,6 +42,8 @@ RESUME = "run.resume=true"
 OWNED = ("scheduler", "run.steps", "run.branch_from", "run.branch_step", "run.keep_checkpoints_at")
 
 
+# No `from __future__ import annotations` here: Hydra imports plugin modules without registering them in
+# sys.modules, where dataclasses cannot resolve string annotations.
 @dataclass(frozen=True)
 class Design:
     budgets: tuple[int, ...]
@@ -55,7 +55,7 @@ class Design:
     from_scratch: bool
 
     @classmethod
-    def of(cls, node: dict[str, Any]) -> Design:
+    def of(cls, node: dict[str, Any]) -> "Design":
         from lrexp.errors import ConfigError
 
         def listed(key: str, ok: Any, rule: str) -> tuple[Any, ...]:
@@ -180,7 +180,7 @@ class CooldownSweeper(Sweeper):
             key = o.get_key_element().lstrip("+~")
             owned = next((k for k in OWNED if key == k or key.startswith(k + ".")), None)
             if owned is not None:
-                raise ConfigError(key, (o.input_line or "").partition("=")[2], "the cooldown sweeper sets it in every job: set hydra.sweeper.budgets, cooldowns, shapes, trunk or branch instead")  # fmt: skip
+                raise ConfigError(key, (o.input_line or "").partition("=")[2], "the cooldown sweeper sets it in every job: set hydra.sweeper.budgets, cooldowns, shapes, warmup_steps, trunk or branch instead")  # fmt: skip
         (batch,) = BasicSweeper.split_arguments(overrides, None)
         return batch
 
