@@ -150,3 +150,25 @@ def test_the_cli_refuses_a_mismatched_branch_in_one_line_and_exit_2(tmp_path, tr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lrexp: error: scheduler='torch.optim.lr_scheduler.CosineAnnealingLR': gives LR")
     assert not (tmp_path / "b" / "metrics.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_extended_from_its_last_checkpoint_with_the_same_checks(tmp_path):
+    """A longer trunk from a finished one: the same numbers as the longer run from step 0, plus the short run's
+    last row (step 119, where it evaluated the test split at its end), which starts the next row's loss mean."""
+    const = ["scheduler=wsd_trunk", "scheduler.num_warmup_steps=6", "run.log_every=5", "run.eval_every=20"]
+    short = tmp_path / "short"
+    train_in_process(short, *const, "run.steps=120", save_config=True)
+    longer = tmp_path / "longer"
+    s = train_in_process(longer, *const, "run.steps=200", f"run.branch_from={short}", "run.branch_step=120")
+    alone = tmp_path / "alone"
+    train_in_process(alone, *const, "run.steps=200")
+    extended, fresh = table_without_time(read_metrics(longer)), table_without_time(read_metrics(alone))
+    # Every row of the longer run, bit for bit, but the training loss of row 120: a mean over the steps since
+    # the previous row, which is 119 here.
+    rest = [r for r in extended if r["step"] != 119]
+    assert [{k: v for k, v in r.items() if k != "train_loss"} for r in rest] == [
+        {k: v for k, v in r.items() if k != "train_loss"} for r in fresh
+    ]
+    assert [r["step"] for r in rest if r not in fresh] == [120] and [r["step"] for r in extended if r not in fresh] == [119, 120]
+    assert s["final_test_loss"] == summary_json(alone)["final_test_loss"]

@@ -189,3 +189,19 @@ def test_an_adaptive_sweep_launches_its_rounds_as_slurm_jobs_and_reports(tmp_pat
     assert sorted(s["seed"] for s in records if s["scheduler"] == "exp") == list(range(len(records) // 2))
     md = (sweep / "report.md").read_text()
     assert "## Adaptive design" in md and "| 1 | 0-1 | 4 | every cell (2): seeds.min=2 |" in md
+
+
+def test_a_cooldown_sweep_launches_trunks_then_branches_as_slurm_jobs(tmp_path):
+    """hydra/sweeper=cooldowns over submitit_slurm: the trunk's job ends before its branches' are submitted
+    (launch order), and every branch is its own SLURM job started from the trunk's kept checkpoint."""
+    out = run_cli(
+        ["-m", "hydra/sweeper=cooldowns", *LAUNCHER, "hydra.sweeper.budgets=[60,120]", "hydra.sweeper.cooldowns=[0.5]",
+         "hydra.sweeper.shapes=[linear]", "hydra.sweeper.warmup_steps=6", "logger.local.plots=false", "hydra.sweep.dir=sweep"],
+        cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    records = [summary_json(p.parent) for p in (tmp_path / "sweep").glob("*/summary.json")]
+    assert len(records) == 3 and all(s["status"] == "completed" and s["slurm_job_id"] for s in records)
+    assert len({s["slurm_job_id"] for s in records}) == 3
+    assert sorted(s["branch_step"] for s in records if s["branch_step"] is not None) == [30, 60]
+    assert "## Loss vs budget: cooldowns from one trunk" in (tmp_path / "sweep" / "report.md").read_text()
