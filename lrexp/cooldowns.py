@@ -213,6 +213,8 @@ def figure(b: Budgets, path: Path) -> Path:
     for steps, by_seed in sorted(b.trunk_test.items()):
         ax.plot([steps], [sum(by_seed.values()) / len(by_seed)], "kx", markersize=8, label="trunk (constant LR)")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(b.budgets(), [str(x) for x in b.budgets()])
+    ax.minorticks_off()
     ax.set_xlabel("budget (optimizer steps)")
     ax.set_ylabel(f"final test {b.metric} (mean over seeds, 95% CI)")
     ax.set_title("loss vs budget: cooldowns branched from one trunk")
