@@ -41,6 +41,7 @@ REFERENCES = {
     "wsd": lambda o: transformers.get_wsd_schedule(o, 150, 600, 3000, decay_type="1-sqrt", min_lr_ratio=0.0),
     "wsd_linear": lambda o: transformers.get_wsd_schedule(o, 150, 600, 3000, decay_type="linear", min_lr_ratio=0.0),
     "wsd_short": lambda o: transformers.get_wsd_schedule(o, 150, 150, 3000, decay_type="1-sqrt", min_lr_ratio=0.0),
+    "wsd_trunk": lambda o: transformers.get_constant_schedule_with_warmup(o, 150),
     "onecycle": lambda o: S.OneCycleLR(o, max_lr=LR, total_steps=3000, pct_start=0.3, div_factor=25.0, final_div_factor=1e4),
     "sgdr": lambda o: S.CosineAnnealingWarmRestarts(o, T_0=429, T_mult=2),
     "inverse_sqrt": lambda o: transformers.get_inverse_sqrt_schedule(o, num_warmup_steps=150),
