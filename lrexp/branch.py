@@ -105,14 +105,14 @@ class Trunk:
                 )
             if summary.status is Status.FAILED:
                 raise ConfigError("run.branch_from", where, f"failed ({summary.error}): branch from a trunk that trained")
-        path = _checkpoint_at(trunk_dir, step)
-        if path is None:
+        found = _checkpoint_at(trunk_dir, step)
+        if found is None:
             raise ConfigError(
                 "run.branch_step",
                 step,
                 f"{where} has no checkpoint at step {step}: it kept {_kept_text(trunk_dir)} (run.keep_checkpoints_at)",
             )
-        ckpt = checkpoint.load(path)
+        path, ckpt = found
         _check_written_by(ckpt[checkpoint.FINGERPRINT], checkpoint.fingerprint(trunk_cfg), path)
         _check_shared(checkpoint.fingerprint(cfg), ckpt[checkpoint.FINGERPRINT], where)
         _check_lrs(cfg, trunk_cfg, ckpt, step, where)
@@ -141,18 +141,20 @@ class Trunk:
         }
 
 
-def _checkpoint_at(run_dir: Path, step: int) -> Path | None:
-    """The kept checkpoint at ``step``, or the rolling one when it is at that step (a finished run's last)."""
+def _checkpoint_at(run_dir: Path, step: int) -> tuple[Path, dict[str, Any]] | None:
+    """The kept checkpoint at ``step`` (its path and contents), or the rolling one when it is at that step (a
+    finished run's last)."""
     kept = kept_path(run_dir, step)
     if kept.is_file():
-        return kept
+        return kept, checkpoint.load(kept)
     rolling = run_dir / CHECKPOINT_FILE
     if rolling.is_file():
         try:
-            if checkpoint.load(rolling)["loop"]["step"] == step:
-                return rolling
+            ckpt = checkpoint.load(rolling)
         except Exception:
             return None
+        if ckpt["loop"]["step"] == step:
+            return rolling, ckpt
     return None
 
 

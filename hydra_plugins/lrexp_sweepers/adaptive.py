@@ -23,10 +23,8 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
-from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from hydra_plugins.lrexp_sweepers import rounds
 
@@ -36,19 +34,9 @@ GROUP_KEY = "scheduler"  # what an adaptive sweep compares
 RESUME = "run.resume=true"
 
 
-class AdaptiveSweeper(Sweeper):
+class AdaptiveSweeper(rounds.LaunchesRounds, Sweeper):
     def __init__(self, seeds: Any = None, params: Any = None, **settings: Any) -> None:
-        self.node = {"seeds": dict(seeds or {}), **settings}
-        self.params = dict(params or {})
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
-        self.launcher: Launcher | None = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from hydra.core.plugins import Plugins
-
-        self.config, self.hydra_context = config, hydra_context
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function, config=config)
+        super().__init__(params, seeds=dict(seeds or {}), **settings)
 
     def sweep(self, arguments: list[str]) -> Any:
         from lrexp.errors import ConfigError

@@ -30,8 +30,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
 
 from hydra_plugins.lrexp_sweepers import rounds
 
@@ -117,20 +115,7 @@ class Design:
 SHAPES = ("linear", "1-sqrt", "cosine")  # transformers.get_wsd_schedule's decay_type
 
 
-class CooldownSweeper(Sweeper):
-    def __init__(self, params: Any = None, **settings: Any) -> None:
-        self.node = settings
-        self.params = dict(params or {})
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
-        self.launcher: Launcher | None = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from hydra.core.plugins import Plugins
-
-        self.config, self.hydra_context = config, hydra_context
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function, config=config)
-
+class CooldownSweeper(rounds.LaunchesRounds, Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from omegaconf import OmegaConf
 

@@ -6,9 +6,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+class LaunchesRounds:
+    """What a sweeper that launches rounds keeps: its settings node, its swept params, and the configured
+    launcher (Hydra calls ``setup`` before ``sweep``). A mixin, not a Sweeper: Hydra registers every Sweeper
+    subclass it finds under hydra_plugins as a plugin of its own."""
+
+    def __init__(self, params: Any = None, **settings: Any) -> None:
+        self.node: dict[str, Any] = settings
+        self.params = dict(params or {})
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.launcher: Launcher | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=task_function, config=config)
 
 
 def launch_numbered(launcher: Launcher, numbered: Sequence[tuple[int, list[str]]]) -> list[Sequence[JobReturn]]:
