@@ -6,18 +6,12 @@ launcher, the sweep it belongs to); the training loop (lrexp.train) receives pla
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import lrexp.config  # noqa: F401 - registers the schemas and ${steps:...} before Hydra composes
-from lrexp.errors import RunInUse
-from lrexp.jobs import log, run_job
-from lrexp.record import writing
+from lrexp.jobs import run_job
 
 
 def register_plugins() -> None:
@@ -51,15 +45,4 @@ register_plugins()
 
 @hydra.main(version_base="1.3", config_path="pkg://lrexp.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
-    try:
-        with writing(Path(hc.runtime.output_dir), "hydra.sweep.dir" if multirun else "hydra.run.dir"):
-            return run_job(cfg, hc)
-    except RunInUse as e:
-        # Another process is writing this directory: refused, touching nothing there (no failure record).
-        if not multirun:
-            print(f"lrexp: error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-        log.error("job %s refused: %s", hc.job.num, e)
-        return None
+    return run_job(cfg, HydraConfig.get())

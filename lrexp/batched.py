@@ -130,20 +130,17 @@ class Stacked:
 
 
 class Batch:
-    """Runs of one task, built as alone, their models stacked: the engine lrexp.train.train_runs steps
-    them with, in place of lrexp.train.Alone."""
+    """Runs of one task, their models stacked (``Stacked``) before their optimizers were built over the
+    stacked views: the engine lrexp.train.train_runs steps them with, in place of lrexp.train.Alone."""
 
-    def __init__(self, runs: Sequence[Run]) -> None:
+    def __init__(self, runs: Sequence[Run], stacked: Stacked) -> None:
         from torch.func import vmap
 
         self.runs = list(runs)
         task = self.task = self.runs[0].task  # the validation and test splits are the task's, not the seed's
         self.device, self.precision = self.runs[0].device, self.runs[0].precision
         self.accum = int(getattr(task, "grad_accum", 1))
-        self.stacked = stacked = Stacked([run.task.model for run in self.runs])
-        for run in self.runs:  # their optimizers and schedules now step the views
-            run.rebind()
-            run.summary.batch = len(self.runs)
+        self.stacked = stacked
 
         def loss(params: dict, buffers: dict, x: Any, y: Any) -> torch.Tensor:
             return task.loss(stacked.function(params, buffers), x, y)
@@ -236,22 +233,40 @@ def _tree_map(fn: Callable[[torch.Tensor], torch.Tensor], batch: Any) -> Any:
 
 
 def build_batch(specs: Sequence[RunSpec], threads: int = 0) -> tuple[Batch | None, list[Run | BaseException]]:
-    """Every spec's Run, built as alone (a run that cannot be built gets its exception back; the others
-    go on), then their models stacked. The Batch is None when fewer than two runs were built: train those
-    alone. CannotBatch when the task cannot be batched."""
+    """Every spec's Run, built once, in lrexp.train.Run's two halves: every run's task and freshly
+    initialised model (``build_task``), then their models stacked, then every run's optimizer, schedule
+    and checkpoint state over its model's stacked views (``build_rest``). A run that cannot be built gets
+    its exception back and the others go on. The Batch is None when fewer than two runs were built: train
+    those alone. CannotBatch when the task cannot be batched."""
     device, precision = open_device(specs[0].cfg, threads)
-    built: list[Run | BaseException] = []
-    for spec in specs:
-        try:
-            run = Run(spec, device, precision)
-            run.build_task()
-            run.build_rest()
-            built.append(run)
-        except Exception as e:
-            built.append(e)
-    runs = [r for r in built if isinstance(r, Run)]
-    if len(runs) < 2:
-        return None, built
-    batch = Batch(runs)
+    built: list[Run | BaseException] = [_build_task(spec, device, precision) for spec in specs]
+    while True:
+        runs = [r for r in built if isinstance(r, Run)]
+        if len(runs) < 2:
+            return None, built
+        stacked = Stacked([run.task.model for run in runs])
+        failed = False
+        for i, run in enumerate(built):
+            if isinstance(run, Run):
+                try:
+                    run.build_rest(batch=len(runs))
+                except Exception as e:
+                    built[i], failed = e, True
+        if not failed:
+            break
+        # One could not be built (a bad optimizer setting, a checkpoint that does not fit): the others'
+        # optimizers step slots of a stack that still has its slot, so they are built again without it.
+        # Only on this path is a run built twice.
+        built = [_build_task(spec, device, precision) if isinstance(r, Run) else r for spec, r in zip(specs, built)]
+    batch = Batch(runs, stacked)
     batch.probe()
     return batch, built
+
+
+def _build_task(spec: RunSpec, device: torch.device, precision: Any) -> Run | BaseException:
+    try:
+        run = Run(spec, device, precision)
+        run.build_task()
+        return run
+    except Exception as e:
+        return e

@@ -47,7 +47,8 @@ def choices_of(hydra_cfg: Any) -> dict[str, str | None]:
 def run_job(cfg: DictConfig, hc: Any) -> float | None:
     """One Hydra job: checked, trained, recorded (the basic launcher's and every worker's job)."""
     job = HydraJob(cfg, hc)
-    with job.failures():
+    with contextlib.ExitStack() as lock, job.failures():  # the lock outlives the failure's record
+        lock.enter_context(job.writing())
         job.prepare()
         from lrexp.train import train  # torch is imported here, not for --help or --cfg
 
@@ -72,6 +73,11 @@ class HydraJob:
         self.held_a_run = holds_run(self.run_dir)
         self.hydra_dir = self.run_dir / hc.output_subdir if hc.output_subdir else None
         self.loggers: list[Logger] = []
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """This process, and no other, writes the job's directory (lrexp.record.writing); another process
+        writing it now is refused (RunInUse, which ``failures`` turns into one line, touching nothing)."""
+        return writing(self.run_dir, "hydra.sweep.dir" if self.multirun else "hydra.run.dir")
 
     def prepare(self, concurrent: bool = False) -> None:
         """The config checked, the loggers built (they open nothing before the run starts)."""
@@ -152,7 +158,7 @@ def run_together(jobs: Sequence[tuple[DictConfig, Any, logging.Logger]], *, prog
         ready: list[int] = []
         for i, job in enumerate(hydra_jobs):
             with job.failures():
-                locks.enter_context(writing(job.run_dir, "hydra.sweep.dir"))
+                locks.enter_context(job.writing())
                 job.prepare(concurrent=True)
                 ready.append(i)
         threads = job_threads(hydra_jobs[0].cfg, hydra_jobs[0].hc)

@@ -140,7 +140,8 @@ class Run:
 
     Built in two halves so that lrexp.batched can put the parameters of several runs' models side by side
     in between: ``build_task`` (seed, then the task and its freshly initialised model), then
-    ``build_rest`` (optimizer, schedule, record, and the checkpoint's state when resuming). ``start``
+    ``build_rest`` (optimizer, schedule, record, and the checkpoint's state when resuming, loaded into the
+    model's parameters as they are then: its own, or its views of the stacked tensors). ``start``
     opens metrics.csv and the loggers, ``update`` takes an optimizer step from the gradients the engine
     left, ``record_row`` records a row, ``after_step`` counts the step and checkpoints where due,
     ``finish`` leaves the record.
@@ -168,7 +169,9 @@ class Run:
 
     def build_rest(self, *, compiled: bool = False, batch: int = 1) -> None:
         cfg, run, task, spec = self.cfg, self.cfg.run, self.task, self.spec
-        self._build_optimizer()
+        self.optimizer = build_optimizer(cfg.optimizer, task.param_groups(), self.device)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.schedule = build_schedule(self.schedule_spec, self.optimizer)  # per step, or per evaluation (ReduceLROnPlateau)
         self.val_loss = task.metrics[0].column("val")  # the task's loss: divergence and metric-driven schedules
         self.columns = settings_columns(self.optimizer.param_groups)  # lr, momentum, weight decay
         self.lr_columns = [c.column for c in self.columns if c.setting == "lr"]
@@ -214,20 +217,6 @@ class Run:
                 obj.load_state_dict(self.resume_from[name])
             verb = f"branching from {self.trunk.dir}" if self.trunk is not None else f"resuming {self.run_dir}"
             self.log.info("%s at step %d of %d", verb, self.state.step, run.steps)
-
-    def _build_optimizer(self) -> None:
-        self.optimizer = build_optimizer(self.cfg.optimizer, self.task.param_groups(), self.device)
-        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        self.schedule = build_schedule(self.schedule_spec, self.optimizer)  # per step, or per evaluation (ReduceLROnPlateau)
-
-    def rebind(self) -> None:
-        """The optimizer and schedule built again over the model's parameters as they are now (lrexp.batched
-        has made them views of stacked tensors), with their checkpoint's state when resuming."""
-        self._build_optimizer()
-        self.stateful["optimizer"], self.stateful["scheduler"] = self.optimizer, self.schedule
-        if self.resume_from is not None:  # optimizer state before the scheduler's, as in build_rest
-            self.optimizer.load_state_dict(self.resume_from["optimizer"])
-            self.schedule.load_state_dict(self.resume_from["scheduler"])
 
     def start(self) -> None:
         """The run directory is accepted and the run is built: metrics.csv (re)written, loggers opened."""

@@ -83,6 +83,45 @@ def test_every_schedule_and_optimizer_trains_batched_as_alone(tmp_path, task):
         assert_same_run(batched, tmp_path / f"alone{i}")
 
 
+def test_each_run_is_built_once_over_the_stacked_models_and_one_that_fails_to_build_is_left_out(tmp_path, monkeypatch):
+    """Two-phase build: every run's optimizer steps its model's views of the stacked tensors, built once.
+    A run whose optimizer cannot be built (AdamW refuses beta 2.0 when it is constructed, after the
+    config was accepted) gets its error back; the others are built again without it and train as alone."""
+    from lrexp.batched import build_batch
+    from lrexp.errors import ConfigError
+    from lrexp.train import RunSpec, train_runs
+    from lrexp.validate import validate
+
+    common = ["run.progress=false", "run.steps=60", "run.log_every=1", "run.eval_every=20", "logger.local.plots=false"]
+    variants = [["scheduler=cosine", "seed=0"], ["optimizer=adamw", "optimizer.betas=[0.9,2.0]"], ["scheduler=exp", "seed=1"]]
+    specs = []
+    for i, variant in enumerate(variants):
+        cfg, choices = compose_config(*common, *variant)
+        validate(cfg)
+        (tmp_path / f"batched{i}").mkdir()
+        specs.append(RunSpec(cfg, tmp_path / f"batched{i}", choices=choices))
+    import lrexp.train
+
+    built_optimizers = []  # the real builder, counted: one optimizer per run, none built again
+    real = lrexp.train.build_optimizer
+    monkeypatch.setattr(lrexp.train, "build_optimizer", lambda *a, **k: built_optimizers.append(real(*a, **k)) or built_optimizers[-1])
+    assert build_batch([specs[0], specs[2]])[0] is not None and len(built_optimizers) == 2  # builds only: nothing written
+    batch, built = build_batch(specs)
+    assert batch is not None and isinstance(built[1], ConfigError) and "Invalid beta" in str(built[1])
+    assert batch.runs == [built[0], built[2]]
+    for slot, run in enumerate(batch.runs):
+        stacked = {t.untyped_storage().data_ptr() for t in batch.stacked.params.values()}
+        for group in run.optimizer.param_groups:
+            for p in group["params"]:  # the optimizer holds the very views the stack made, not copies
+                assert p.untyped_storage().data_ptr() in stacked
+                assert any(p is view for view in batch.stacked.views[slot])
+    train_runs(batch.runs, batch, progress=False)
+    for i in (0, 2):
+        train_in_process(tmp_path / f"alone{i}", *common, *variants[i])
+        assert_same_run(tmp_path / f"batched{i}", tmp_path / f"alone{i}")
+        assert summary_json(tmp_path / f"batched{i}")["batch"] == 2
+
+
 # --- through the launcher ----------------------------------------------------------------------------
 
 RUN = ["run.steps=300", "run.log_every=5", "run.eval_every=50", "run.checkpoint_every=100", "logger.local.plots=false"]
