@@ -42,7 +42,7 @@ from lrexp.checkpoint import RngState
 from lrexp.device import autocast
 from lrexp.errors import describe
 from lrexp.record import Row
-from lrexp.tasks import split_batch, stack_batches
+from lrexp.tasks.base import split_batch, stack_batches
 from lrexp.train import Run, RunSpec, evaluation_point, open_device
 
 log = logging.getLogger(__name__)

@@ -1,13 +1,14 @@
-"""Structured-config schemas and resolvers.
+"""The root schema and the resolvers.
 
-Hydra's structured-config pattern: the dataclasses here say what type each key has, and nothing else
+Hydra's structured-config pattern: the dataclasses say what type each key has, and nothing else
 (every default is ``MISSING``); the YAML files in conf/ hold every value, with the comment that says
 why. So a value lives in one place, a mistyped value fails when Hydra composes, and a key the YAML
 forgets fails as missing instead of silently taking a second default. Importing this module
 registers the schemas and the ``${steps:F}`` resolver with Hydra and OmegaConf; it must stay cheap
 (no torch), because every start-up and every launcher worker imports it.
 
-Schedulers and optimizers carry no schema on purpose: adding one is adding a YAML file that points at
+The schemas of tasks and loggers live with them (lrexp/tasks/schemas.py, lrexp/loggers/schemas.py),
+registered from there. Schedulers and optimizers carry no schema on purpose: adding one is adding a YAML file that points at
 any callable, and lrexp.build checks its keys against that callable's signature instead.
 """
 
@@ -80,122 +81,6 @@ class Config:
     seed: int = MISSING
 
 
-# --- tasks ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class DigitsTaskConfig:
-    _target_: str = MISSING
-    batch_size: int = MISSING
-    hidden: list[int] = MISSING
-    val_fraction: float = MISSING
-    test_fraction: float = MISSING
-    split_seed: int = MISSING
-
-
-@dataclass
-class TinyLMTaskConfig:
-    _target_: str = MISSING
-    batch_size: int = MISSING
-    context: int = MISSING
-    n_layer: int = MISSING
-    n_head: int = MISSING
-    n_embd: int = MISSING
-    dropout: float = MISSING
-    corpus: str | None = MISSING
-    corpus_glob: str = MISSING
-    max_corpus_bytes: int = MISSING
-    val_fraction: float = MISSING
-    test_fraction: float = MISSING
-    eval_batches: int = MISSING
-    test_batches: int = MISSING
-
-
-@dataclass
-class HFTaskConfig:
-    """What both Hugging Face tasks take: the model and where its data comes from."""
-
-    _target_: str = MISSING
-    model: str | None = MISSING
-    config: Any = MISSING  # a folder or hub name, or the config's own keys
-    pretrained: bool = MISSING
-    tokenizer: str | None = MISSING
-    data: str | None = MISSING
-    data_glob: str = MISSING
-    dataset: str | None = MISSING
-    dataset_config: str | None = MISSING
-    text_column: str = MISSING
-    batch_size: int = MISSING
-    grad_accum: int = MISSING
-    val_fraction: float = MISSING
-    test_fraction: float = MISSING
-    cache_dir: str | None = MISSING
-
-
-@dataclass
-class HFLanguageModelTaskConfig(HFTaskConfig):
-    context: int = MISSING
-    eval_windows: int = MISSING
-    test_windows: int = MISSING
-    max_tokens: int | None = MISSING
-
-
-@dataclass
-class HFClassifierTaskConfig(HFTaskConfig):
-    pair_column: str | None = MISSING
-    label_column: str = MISSING
-    max_length: int = MISSING
-    split_seed: int = MISSING
-    eval_examples: int | None = MISSING
-    reinit_head: bool = MISSING
-
-
-# --- loggers -------------------------------------------------------------------------------------
-
-
-@dataclass
-class LocalLoggerConfig:
-    _target_: str = MISSING
-    plots: bool = MISSING
-    dpi: int = MISSING
-
-
-class WandbMode(enum.Enum):
-    auto = "auto"  # online when an API key is configured, else offline; WANDB_MODE, if set, decides
-    online = "online"
-    offline = "offline"
-    disabled = "disabled"
-
-
-@dataclass
-class WandbLoggerConfig:
-    """logger.wandb. No API key field on purpose: the key never goes in a config, so one is refused."""
-
-    _target_: str = MISSING
-    project: str = MISSING
-    entity: str | None = MISSING
-    mode: WandbMode = MISSING
-    group: str | None = MISSING
-    tags: list[str] = MISSING
-    init_timeout: float = MISSING
-    finish_timeout: float = MISSING
-    log_plots: bool = MISSING
-
-
-@dataclass
-class TensorBoardLoggerConfig:
-    _target_: str = MISSING
-    log_dir: str | None = MISSING
-
-
-@dataclass
-class MLflowLoggerConfig:
-    _target_: str = MISSING
-    tracking_uri: str | None = MISSING
-    experiment: str = MISSING
-    log_plots: bool = MISSING
-
-
 def _fraction(name: str, value: Any) -> Fraction:
     try:
         return Fraction(str(value))
@@ -262,16 +147,7 @@ def composed_scheduler(name: str) -> dict[str, Any]:
     return {str(k): v for k, v in node.items()}
 
 
-SCHEMAS = [
-    ("schema/task", "digits", DigitsTaskConfig),
-    ("schema/task", "tinylm", TinyLMTaskConfig),
-    ("schema/task", "hf_lm", HFLanguageModelTaskConfig),
-    ("schema/task", "hf_classifier", HFClassifierTaskConfig),
-    ("schema/logger", "local", LocalLoggerConfig),
-    ("schema/logger", "wandb", WandbLoggerConfig),
-    ("schema/logger", "tensorboard", TensorBoardLoggerConfig),
-    ("schema/logger", "mlflow", MLflowLoggerConfig),
-]
+SCHEMA_ENTRY_POINTS = "lrexp.schemas"
 
 
 def register() -> None:
@@ -280,11 +156,18 @@ def register() -> None:
         OmegaConf.register_new_resolver("steps", steps_fraction)
     if not OmegaConf.has_resolver("lr"):
         OmegaConf.register_new_resolver("lr", lr_fraction)
-    cs = ConfigStore.instance()
-    cs.store(name="lrexp_schema", node=Config)
-    # Under their own group, so they are never mistaken for selectable options (or globbed by sweeps).
-    for group, name, node in SCHEMAS:
-        cs.store(group=group, name=name, node=node)
+    ConfigStore.instance().store(name="lrexp_schema", node=Config)
+    # Each room registers its own options' schemas when imported (under schema/GROUP/, so they are never
+    # mistaken for selectable options); this module names the rooms, never a task or a logger.
+    # Tasks and loggers of one's own: each distribution names its schemas' module in the entry-point
+    # group lrexp.schemas (importing it registers them), so nothing in lrexp names them.
+    from importlib.metadata import entry_points
+
+    import lrexp.loggers.schemas
+    import lrexp.tasks.schemas  # noqa: F401
+
+    for entry in entry_points(group=SCHEMA_ENTRY_POINTS):
+        entry.load()
 
 
 register()

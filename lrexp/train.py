@@ -55,7 +55,7 @@ from lrexp.record import (
     write_summary,
 )
 from lrexp.schedule_spec import ScheduleSpec
-from lrexp.tasks import Task, build_task, split_batch
+from lrexp.tasks.base import Task, build_task, split_batch
 
 log = logging.getLogger(__name__)
 

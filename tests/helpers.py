@@ -14,6 +14,12 @@ from omegaconf import DictConfig, open_dict
 
 import lrexp.config
 
+# Tasks and loggers that exist only in the tests, found as a user's own are: their YAML through
+# hydra.searchpath (tests/conf), their code on PYTHONPATH, and the sine task's schema through the
+# distribution tests/plugins holds (its entry point in the group lrexp.schemas names tests/sine_schema.py).
+TESTS = Path(__file__).resolve().parent
+TEST_SEARCHPATH = f"hydra.searchpath=[file://{TESTS / 'conf'}]"
+TEST_PYTHONPATH = os.pathsep.join([str(TESTS.parent), str(TESTS / "plugins")])
 SCHEDULES = sorted(p.stem for p in (Path(lrexp.config.__file__).parent.parent / "conf" / "scheduler").glob("*.yaml"))
 ARTICLE_SCHEDULES = ["exp", "cosine", "step", "poly_warmup", "multistep"]
 

@@ -1,6 +1,9 @@
 """A task that exists only in the tests: it proves that a new task needs nothing outside its own module
 and YAML. Regression of a noisy sine with a small MLP; its metrics are named so that no code in lrexp
-could guess them: ``mse`` (its loss, lower is better) and ``r2`` (higher is better, linear scale)."""
+could guess them: ``mse`` (its loss, lower is better) and ``r2`` (higher is better, linear scale).
+
+Its schema (tests/sine_schema.py) is registered as any task's outside lrexp: through an entry point in
+the group ``lrexp.schemas`` (tests/plugins holds the distribution that declares it)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 
 from lrexp.record import read_metrics
-from tests.helpers import SCHEDULES, cli_env, compose_config, run_cli, summary_json, table_without_time, train_in_process
+from tests.helpers import (
+    SCHEDULES,
+    TEST_PYTHONPATH,
+    TEST_SEARCHPATH,
+    cli_env,
+    compose_config,
+    run_cli,
+    summary_json,
+    table_without_time,
+    train_in_process,
+)
 
 pytestmark = pytest.mark.slow  # real training, batched and alone
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,7 +252,7 @@ def test_a_task_that_vmap_cannot_batch_trains_alone(tmp_path):
         [
             "-m",
             "hydra/launcher=batched",
-            f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]",
+            TEST_SEARCHPATH,
             "task=sine_unbatchable",
             "seed=0,1",
             "run.steps=60",
@@ -251,7 +261,7 @@ def test_a_task_that_vmap_cannot_batch_trains_alone(tmp_path):
             "hydra.sweep.dir=sweep",
         ],
         cwd=tmp_path,
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=TEST_PYTHONPATH,
     )
     assert out.returncode == 0, out.stderr
     assert "cannot train as one batch" in out.stdout + out.stderr

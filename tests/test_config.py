@@ -13,6 +13,8 @@ from hydra.utils import get_object
 from omegaconf import MISSING, OmegaConf
 
 import lrexp.config
+import lrexp.loggers.schemas
+import lrexp.tasks.schemas
 from lrexp.build import optimizer_node
 from lrexp.schedule_spec import ScheduleSpec
 from lrexp.targets import check_signature
@@ -84,11 +86,16 @@ def schema_leaves(node, prefix=""):
             yield f"{prefix}{f.name}", default
 
 
-@pytest.mark.parametrize("group, name, schema", [*lrexp.config.SCHEMAS, ("", "root", lrexp.config.Config)])
+ROOM_SCHEMAS = [
+    (room.GROUP, name, schema) for room in (lrexp.tasks.schemas, lrexp.loggers.schemas) for name, schema in room.SCHEMAS.items()
+]
+
+
+@pytest.mark.parametrize("group, name, schema", [*ROOM_SCHEMAS, ("", "root", lrexp.config.Config)])
 def test_schemas_hold_types_only_so_every_value_lives_in_the_yaml(group, name, schema):
     """A default in a schema would be a second copy of the YAML's value, silently shadowed by it."""
     with_values = [(key, default) for key, default in schema_leaves(schema) if default != MISSING and key not in ("logger",)]
-    assert with_values == [], f"{group}/{name}: values belong in conf/, not in lrexp/config.py"
+    assert with_values == [], f"{group}/{name}: values belong in conf/, not in the schema"
 
 
 @pytest.mark.parametrize("group", ["task", "optimizer", "scheduler", "logger"])

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from lrexp.record import read_metrics
-from tests.helpers import cli_env, run_cli, summary_json, table_without_time
+from tests.helpers import TEST_PYTHONPATH, TEST_SEARCHPATH, cli_env, run_cli, summary_json, table_without_time
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # real runs, real processes, real file systems
@@ -179,7 +179,7 @@ def test_a_worker_killed_by_the_os_leaves_a_record_and_the_sweep_completes(tmp_p
             "-m",
             "hydra/launcher=parallel",
             "hydra.launcher.n_jobs=2",
-            f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]",
+            TEST_SEARCHPATH,
             "logger=[local,killer]",
             "logger.killer.once=[1]",
             "logger.killer.always=[2]",
@@ -188,7 +188,7 @@ def test_a_worker_killed_by_the_os_leaves_a_record_and_the_sweep_completes(tmp_p
             "hydra.sweep.dir=sweep",
         ],
         cwd=tmp_path,
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=TEST_PYTHONPATH,
     )
     assert out.returncode == 0, out.stderr
     sweep = tmp_path / "sweep"

@@ -5,16 +5,17 @@ direction, label and scale come from its declaration; nothing in lrexp names it.
 from __future__ import annotations
 
 import csv
+import re
 import statistics
 from pathlib import Path
 
 import pytest
 
 from lrexp.record import read_metrics
-from tests.helpers import run_cli, summary_json
+from tests.helpers import TEST_PYTHONPATH, TEST_SEARCHPATH, run_cli, summary_json
 
 ROOT = Path(__file__).resolve().parent.parent
-SEARCH = f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]"
+SEARCH = TEST_SEARCHPATH
 pytestmark = pytest.mark.slow  # real sweeps through the CLI
 
 
@@ -35,7 +36,7 @@ def sine_sweep(tmp_path_factory) -> Path:
             "hydra.sweep.dir=sweep",
         ],
         cwd=cwd,
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=TEST_PYTHONPATH,
     )
     assert out.returncode == 0, out.stderr
     return cwd / "sweep"
@@ -84,3 +85,18 @@ def test_the_sweep_report_ranks_and_tabulates_by_the_tasks_own_metrics(sine_swee
     assert "| final test mse [95% CI] |" in md and "| final test r2 |" in md and "final test mean squared error" in md
     for figure in ("val_mse", "val_r2", "ranking"):
         assert (sine_sweep / "report" / f"{figure}.png").stat().st_size > 5000, figure
+
+
+@pytest.mark.parametrize(
+    "override, says",
+    [("task.points=many", "could not be converted to Integer"), ("task.widht=3", "Key 'widht' not in 'SineTaskConfig'")],
+)
+def test_a_task_of_ones_own_brings_its_schema_from_its_own_package(tmp_path, override, says):
+    """The sine task's schema is registered from the tests' own distribution (an entry point in the group
+    lrexp.schemas, tests/plugins), so a wrong type or a mistyped key fails when Hydra composes, before
+    anything is written, exactly as for lrexp's own tasks; no file in lrexp/ names the task."""
+    out = run_cli(["task=sine", SEARCH, override, "hydra.run.dir=run"], cwd=tmp_path, PYTHONPATH=TEST_PYTHONPATH)
+    assert out.returncode != 0 and says in out.stderr and "object_type=SineTaskConfig" in out.stderr, out.stderr
+    assert not (tmp_path / "run").exists()
+    mentions = [p for p in (ROOT / "lrexp").rglob("*.py") if re.search(r"(?<![a-z])sine(?![a-z])|SineTask", p.read_text())]
+    assert mentions == []

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lrexp.config import WandbMode
 from lrexp.errors import ConfigError, SecretInConfig, describe
 from lrexp.loggers import Logger, RunInfo, unexpected_options
+from lrexp.loggers.schemas import WandbMode
 from lrexp.record import PLOTS_DIR, STEP, SUMMARY_FILE, Row, Status, Summary, read_summary
 from lrexp.wandb_credentials import configured_credentials, redacted
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from lrexp.errors import ConfigError
 from lrexp.record import Goal, Metric
-from lrexp.tasks import Model, check_fractions
+from lrexp.tasks.base import Model, check_fractions
 
 N_CLASSES = 10
 

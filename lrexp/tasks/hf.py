@@ -28,7 +28,7 @@ from torch import nn
 
 from lrexp.errors import ConfigError, first_line
 from lrexp.record import Goal, Metric
-from lrexp.tasks import Model, check_fractions, check_sizes
+from lrexp.tasks.base import Model, check_fractions, check_sizes
 from lrexp.tasks.digits import stratified_split
 from lrexp.tasks.hf_data import Source, cache_root, examples, splits_of, token_stream
 from lrexp.tasks.tinylm import batch_seed, split_chunks

@@ -21,7 +21,7 @@ from torch import nn
 
 from lrexp.errors import ConfigError
 from lrexp.record import Goal, Metric
-from lrexp.tasks import Model, check_fractions, check_sizes
+from lrexp.tasks.base import Model, check_fractions, check_sizes
 from lrexp.tasks.text_files import text_files
 
 VOCAB = 256  # bytes
