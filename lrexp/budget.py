@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lrexp.compare import LR_KEY, Comparison, compare, find_runs, signed
+from lrexp.compare import Comparison, compare
 from lrexp.errors import ConfigError
 from lrexp.record import Status
+from lrexp.runs import LR_KEY, find_runs, signed
 from lrexp.sections import Section, to_markdown
 
 DRAWS = 2000  # studies per budget: the median's own resampling noise is then well below a seed's spread

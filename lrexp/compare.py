@@ -1,11 +1,11 @@
-"""Comparing runs: find run directories, group them by what varies, choose, rank and compare.
+"""Judging runs: group them by what varies, choose, rank and compare, as the protocol says.
 
-Reads only run directories (lrexp.record's contract and Hydra's ``.hydra/overrides.yaml``); never the
-runner. Shared by the local report (lrexp.report), the W&B report (lrexp.wandb_report) and the studies.
+Works on runs read back from their directories (lrexp.runs); never the runner. Shared by the local
+report (lrexp.report), the W&B report (lrexp.wandb_report), the studies and the sweepers. What a
+comparison's tables hold is lrexp.tables; its curves, lrexp.bands.
 
 Vocabulary:
-- *varying keys*: the overrides whose values differ across the runs (from each run's overrides.yaml,
-  or from the ``settings`` a run recorded elsewhere wrote into its summary.json);
+- *varying keys*: the overrides whose values differ across the runs (lrexp.runs.varying_keys);
 - *group*: runs sharing a value of the grouping key (``scheduler`` by default);
 - *cell*: runs sharing every varying key except the seed (one schedule at one peak LR, say);
 - a group's *chosen cell*: its best cell by the mean final **validation** loss among cells whose runs all
@@ -23,103 +23,15 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lrexp import stats
-from lrexp.protocol import Settings, recorded_settings
-from lrexp.record import METRICS_FILE, SUMMARY_FILE, Goal, Metric, Row, Status, Summary, is_neutral, read_metrics, read_summary
-
-SEED_KEY = "seed"
-LR_KEY = "optimizer.lr"
-LOSS = Metric("loss", Goal.MIN, "loss", "log")  # what runs that declare no metrics (failed early) are ranked by
-
-# --- runs read back from their directories --------------------------------------------------------
-
-
-@dataclass
-class RunRecord:
-    """A finished (or failed, or interrupted) run as its directory records it."""
-
-    dir: Path
-    summary: Summary
-    rows: list[Row]
-    overrides: dict[str, str]
-
-    @property
-    def status(self) -> Status:
-        return self.summary.status
-
-    @property
-    def seed(self) -> int | None:
-        seed = self.summary.seed if self.summary.seed is not None else self.overrides.get(SEED_KEY)
-        return int(seed) if seed is not None else None
-
-    def value(self, key: str) -> str:
-        """The run's value for a key: its override, else what its summary records, else ''."""
-        if key in self.overrides:
-            return self.overrides[key]
-        for k in (key, key.rsplit(".", 1)[-1]):
-            recorded = getattr(self.summary, k, None)
-            if recorded is not None and not isinstance(recorded, (dict, list)):
-                return str(recorded)
-        return ""
-
-
-def find_runs(paths: Iterable[Path]) -> list[RunRecord]:
-    """Every run directory (one holding summary.json) at or under the given paths, in natural order."""
-    dirs: list[Path] = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: no such directory")
-        dirs += [p] if (p / SUMMARY_FILE).is_file() else sorted({s.parent for s in p.rglob(SUMMARY_FILE)}, key=_natural)
-    runs = []
-    for d in dict.fromkeys(dirs):  # de-duplicated, order kept
-        rows = read_metrics(d) if (d / METRICS_FILE).is_file() else []
-        summary = read_summary(d)
-        runs.append(RunRecord(d, summary, rows, read_overrides(d) or dict(summary.settings)))
-    return runs
-
-
-def read_overrides(run_dir: Path) -> dict[str, str]:
-    """The command-line overrides of a run as ``key -> value`` (from Hydra's .hydra/overrides.yaml)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return {}
-    out = {}
-    for item in yaml.safe_load(path.read_text()) or []:
-        key, _, value = str(item).partition("=")
-        out[key.lstrip("+~")] = value
-    return out
-
-
-def varying_keys(runs: Sequence[RunRecord]) -> list[str]:
-    keys = sorted({k for r in runs for k in r.overrides} | {"scheduler"})
-    return [k for k in keys if not is_neutral(k) and len({r.value(k) for r in runs}) > 1]
-
-
-def default_group_key(varying: Sequence[str]) -> str:
-    if "scheduler" in varying:
-        return "scheduler"
-    return next((k for k in varying if k != SEED_KEY), "scheduler")
-
-
-def declared_metrics(runs: Sequence[RunRecord]) -> list[Metric]:
-    """The metrics the runs' task declares (summary.json's ``metrics``), in its order: the loss first."""
-    declared = next((r.summary.metrics for r in runs if r.summary.metrics), None)
-    return list(declared) if declared else [LOSS]
-
-
-def signed(metric: Metric, value: float) -> float:
-    """``value`` oriented so that lower is better, whatever the metric's goal."""
-    return value if metric.goal is Goal.MIN else -value
-
+from lrexp.protocol import Thresholds, recorded_thresholds
+from lrexp.record import Goal, Metric, Status, is_finite_number
+from lrexp.runs import LR_KEY, SEED_KEY, RunRecord, declared_metrics, default_group_key, signed, varying_keys
 
 # --- cells ---------------------------------------------------------------------------------------
 
@@ -162,7 +74,7 @@ class Cell:
         out = {}
         for i, r in enumerate(self.completed()):
             v = r.summary.final.get(column)
-            if v is not None and _finite(v):
+            if v is not None and is_finite_number(v):
                 out[r.seed if r.seed is not None else -1 - i] = float(v)
         return out
 
@@ -270,7 +182,7 @@ class Comparison:
     metrics: list[Metric]  # what the runs' task declares; the first is its loss
     split: str  # the split the report compares: "test", or "val" where no run recorded a test split
     results: list[Result]  # in rank order (validation), unranked last
-    settings: Settings
+    thresholds: Thresholds
     pairs: list[Pair] = field(default_factory=list)  # the family: every pair of ranked groups
     target: float | None = None  # the validation loss steps-to-target counts to
     robustness: Robustness | None = None
@@ -301,7 +213,7 @@ class Comparison:
     def margin_abs(self) -> float:
         """The margin in the loss's own units: report.margin x the reference's mean reported loss."""
         ref = self.reference
-        return self.settings.margin * abs(ref.mean) if ref is not None and ref.mean is not None else math.nan
+        return self.thresholds.margin * abs(ref.mean) if ref is not None and ref.mean is not None else math.nan
 
     @property
     def paired(self) -> bool:
@@ -318,13 +230,13 @@ class Comparison:
 
 
 def compare(
-    runs: Sequence[RunRecord], group_key: str | None = None, settings: Settings | None = None, chosen: Mapping[str, str] | None = None
+    runs: Sequence[RunRecord], group_key: str | None = None, thresholds: Thresholds | None = None, chosen: Mapping[str, str] | None = None
 ) -> Comparison:
     """``chosen``: group -> the label of the cell to take it at, where a design chose (lrexp.sequential);
     by default validation chooses."""
     if not runs:
         raise ValueError("no runs found (no summary.json under the given directories)")
-    settings = settings or recorded_settings(r.dir for r in runs)
+    thresholds = thresholds or recorded_thresholds(r.dir for r in runs)
     varying = varying_keys(runs)
     group_key = group_key or default_group_key(varying)
     metrics = declared_metrics(runs)
@@ -347,7 +259,7 @@ def compare(
             best[cell.group] = cell
     # The held-out split reports, where every chosen run recorded it.
     completed = [r for cell in best.values() for r in cell.completed()]
-    split = "test" if completed and all(_finite(r.summary.final.get(loss.column("test"))) for r in completed) else "val"
+    split = "test" if completed and all(is_finite_number(r.summary.final.get(loss.column("test"))) for r in completed) else "val"
     results = [_result(cell, metrics, split) for cell in sorted(best.values(), key=by_val)]
     rank = 0
     for r in results:
@@ -356,7 +268,7 @@ def compare(
             r.rank = rank
     results.sort(key=lambda r: (r.rank is None, r.rank or 0))
 
-    c = Comparison(list(runs), group_key, varying, list(cells.values()), metrics, split, results, settings)
+    c = Comparison(list(runs), group_key, varying, list(cells.values()), metrics, split, results, thresholds)
     c.pairs = _family(c)
     _claims(c)
     c.target = _target(c)
@@ -428,8 +340,8 @@ def _claims(c: Comparison) -> None:
 def _target(c: Comparison) -> float | None:
     """The validation loss steps-to-target counts to: report.target, else the reference's median final
     validation loss made report.target_relax worse."""
-    if c.settings.target is not None:
-        return c.settings.target
+    if c.thresholds.target is not None:
+        return c.thresholds.target
     ref = c.reference
     if ref is None:
         return None
@@ -437,7 +349,7 @@ def _target(c: Comparison) -> float | None:
     if not finals:
         return None
     median = statistics.median(finals)
-    worse_by = c.settings.target_relax * abs(median)  # "5% worse" whatever the metric's sign and direction
+    worse_by = c.thresholds.target_relax * abs(median)  # "5% worse" whatever the metric's sign and direction
     return median + worse_by if c.loss.goal is Goal.MIN else median - worse_by
 
 
@@ -471,136 +383,3 @@ def robustness(c: Comparison) -> Robustness | None:
         ranking = sorted(best, key=lambda g: by_val(best[g]))
         per_lr.append((lr, ranking, stats.kendall_tau(ranking, tuned)))
     return Robustness(tuned, per_lr)
-
-
-# --- the tables, as written ------------------------------------------------------------------------
-
-
-def metric_columns(stat_of: Mapping[str, Stat], metrics: Sequence[Metric], split: str, intervals: bool = False) -> dict[str, Any]:
-    """``final_<split>_<metric>_mean`` and ``_std`` (and the loss's ``_ci_low``, ``_ci_high``) columns."""
-    out: dict[str, Any] = {}
-    for i, metric in enumerate(metrics):
-        column, s = metric.column(split), stat_of[metric.name]
-        out[f"final_{column}_mean"], out[f"final_{column}_std"] = s.mean, s.std
-        if intervals and i == 0:
-            out[f"final_{column}_ci_low"], out[f"final_{column}_ci_high"] = _num(s.low), _num(s.high)
-    return out
-
-
-def result_row(c: Comparison, r: Result) -> dict[str, Any]:
-    """A ranked group as summary.csv records it (the diagnostics' columns are added by the report)."""
-    cell, d, st = r.cell, r.diff, r.steps_to_target
-    return {
-        "rank": r.rank,
-        c.group_key: r.group,
-        "settings": cell.label(),
-        "runs": len(cell.runs),
-        "completed": cell.count(Status.COMPLETED),
-        "diverged": cell.count(Status.DIVERGED),
-        "failed": cell.without_result(),
-        "split": c.split,
-        **metric_columns(r.metrics, c.metrics, c.split, intervals=True),
-        f"final_{c.loss.column('val')}_mean": r.chosen_by,  # what chose the cell and ranked the group
-        "claim": r.claim.value,
-        "diff_mean": _num(d.mean) if d else None,
-        "diff_ci_low": _num(d.low) if d else None,
-        "diff_ci_high": _num(d.high) if d else None,
-        "diff_relative": _num(d.mean / r_ref) if d and (r_ref := _reference_mean(c)) else None,
-        "margin": _num(c.margin_abs),
-        "pairs": d.n if d else None,
-        "paired": d.paired if d else None,
-        "wins": d.wins if d else None,
-        "p": _num(d.p) if d else None,
-        "p_holm": _num(r.p_holm),
-        "seeds_needed": r.seeds_needed,
-        "target": c.target,
-        "steps_to_target_median": st.median if st else None,
-        "reached_target": st.reached if st else None,
-        "lr_stalled_fraction": max((x.summary.lr_stalled_fraction or 0.0) for x in cell.runs),
-    }
-
-
-def cell_row(c: Comparison, cell: Cell) -> dict[str, Any]:
-    """A cell (a group at one setting) as cells.csv records it: validation, and the reported split."""
-    row: dict[str, Any] = {
-        c.group_key: cell.group,
-        **cell.keys,
-        "runs": len(cell.runs),
-        "completed": cell.count(Status.COMPLETED),
-        "diverged": cell.count(Status.DIVERGED),
-    }
-    for split in dict.fromkeys(("val", c.split)):
-        row.update(metric_columns({m.name: cell.stat(m.column(split)) for m in c.metrics}, c.metrics, split))
-    return row
-
-
-def _reference_mean(c: Comparison) -> float | None:
-    ref = c.reference
-    return abs(ref.mean) if ref is not None and ref.mean else None
-
-
-# --- curves: a group's runs aligned by step --------------------------------------------------------
-
-
-@dataclass
-class Band:
-    steps: list[int]
-    mean: list[float]
-    low: list[float]
-    high: list[float]
-    n: list[int]
-
-
-def band(runs: Sequence[RunRecord], metric: str, spread: str = "minmax", smoothing: float = 0.0) -> Band:
-    """Mean over runs at every step any run logged ``metric``, with a min-max or +-std band.
-
-    Runs that stopped early (diverged) simply drop out of later steps; ``n`` says how many remain.
-    ``smoothing`` (0..1) is an exponential moving average applied per run before averaging, debiased
-    like TensorBoard's so that the first points are not dragged towards zero.
-    """
-    per_run = []
-    for r in runs:
-        steps = [row["step"] for row in r.rows if row.get(metric) is not None]
-        values = [row[metric] for row in r.rows if row.get(metric) is not None]
-        per_run.append(dict(zip(steps, _ema(values, smoothing) if smoothing else values)))
-    all_steps = sorted({s for d in per_run for s in d})
-    out = Band([], [], [], [], [])
-    for s in all_steps:
-        vals = [d[s] for d in per_run if s in d and _finite(d[s])]
-        if not vals:
-            continue
-        mean = statistics.fmean(vals)
-        if spread == "std":
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            low, high = mean - sd, mean + sd
-        else:
-            low, high = min(vals), max(vals)
-        out.steps.append(s)
-        out.mean.append(mean)
-        out.low.append(low)
-        out.high.append(high)
-        out.n.append(len(vals))
-    return out
-
-
-def _ema(values: Sequence[float], weight: float) -> list[float]:
-    out, last, debias = [], 0.0, 0.0
-    for v in values:
-        last = weight * last + (1 - weight) * v
-        debias = weight * debias + (1 - weight)
-        out.append(last / debias)
-    return out
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _num(v: float | None) -> float | None:
-    """nan -> None, so that a CSV cell is empty rather than 'nan' where a number cannot exist."""
-    return v if v is not None and math.isfinite(v) else None
-
-
-def _natural(p: Path) -> list[Any]:
-    """Sweep job directories 0, 1, ..., 10 in numeric order, not 0, 1, 10, 2."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]

@@ -61,7 +61,7 @@ class RunConfig:
 
 @dataclass
 class ReportConfig:
-    """How a comparison report judges (lrexp.compare.Settings): recorded by every run, changes no number."""
+    """How a comparison report judges (lrexp.protocol.Thresholds): recorded by every run, changes no number."""
 
     margin: float = MISSING
     target: float | None = MISSING

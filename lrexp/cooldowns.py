@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrexp.compare import RunRecord
 from lrexp.record import Status
+from lrexp.runs import RunRecord
 from lrexp.sections import Section
 from lrexp.stats import LEVEL, mean_interval, paired
 

@@ -28,8 +28,9 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from lrexp.compare import LR_KEY, Comparison
+from lrexp.compare import Comparison
 from lrexp.record import STALL_NOTABLE, STALL_RATIO, TRAIN_LOSS, Goal, Metric, Row, Status
+from lrexp.runs import LR_KEY
 
 # Overfitting: the final validation loss this much (relative) above its best, and the training loss at
 # least this much lower at the end than at the best step.
@@ -70,7 +71,7 @@ class Flag:
 
 
 @dataclass
-class Curve:
+class CurveShape:
     """What the checks read off one run: its loss on validation, training loss and LR over steps."""
 
     rise: float  # final validation loss above its best, relative (>= 0)
@@ -107,7 +108,7 @@ class Diagnosis:
         return [f for f in self.flags if f.kind.regime]
 
 
-def curve(rows: Sequence[Row], loss: Metric, steps: int) -> Curve | None:
+def curve(rows: Sequence[Row], loss: Metric, steps: int) -> CurveShape | None:
     column = loss.column("val")
     val = [(r["step"], r[column]) for r in rows if r.get(column) is not None and math.isfinite(r[column])]
     lrs = [(r["step"], r["lr"]) for r in rows if r.get("lr") is not None]
@@ -123,7 +124,7 @@ def curve(rows: Sequence[Row], loss: Metric, steps: int) -> Curve | None:
     train_at_best = next(v for s, v in reversed(train) if s <= best_step)
     peak = max(lr for _, lr in lrs) or 1.0
     late_lrs = [lr for s, lr in lrs if s >= late_from] or [lrs[-1][1]]
-    return Curve(
+    return CurveShape(
         rise=sign * (final - best) / (abs(best) or 1.0),
         best_step=best_step,
         train_fall=1 - train[-1][1] / train_at_best if train_at_best else 0.0,

@@ -33,11 +33,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lrexp.compare import RunRecord, find_runs, varying_keys
 from lrexp.errors import ConfigError
 from lrexp.laws import FIT_FROM, LAWS, Curve, Law, OptimalSchedule, accuracy, fit, optimal_schedule
 from lrexp.prediction import OPTIMAL, PREDICT_DIR, SUMMARY, Measured, Prediction, section
 from lrexp.record import Status, is_neutral
+from lrexp.runs import RunRecord, find_runs, varying_keys
 from lrexp.sections import to_markdown
 
 FIT_DEFAULT = ("constant", "cosine_full", "two_stage")

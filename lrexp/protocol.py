@@ -7,7 +7,6 @@ rebuilt later judges as announced. Cheap to import (no scipy, no torch): the con
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from lrexp.errors import ConfigError
+from lrexp.record import is_finite_number
 
 # The comparison protocol, word for word as lrexp carries it out (the README quotes it; a test keeps
 # the two equal). The margin and the target are the report.* settings of the runs (conf/config.yaml).
@@ -64,7 +64,7 @@ SEQUENTIAL_PROTOCOL = (
 
 
 @dataclass(frozen=True)
-class Settings:
+class Thresholds:
     """How a comparison judges: the report.* settings (conf/config.yaml says what each means and holds
     the defaults), fixed before the sweep: each run records the ones it was launched with."""
 
@@ -73,34 +73,34 @@ class Settings:
     target_relax: float  # ... the reference's median final validation loss made this fraction worse
 
     @classmethod
-    def of(cls, node: Mapping[str, Any]) -> Settings:
+    def of(cls, node: Mapping[str, Any]) -> Thresholds:
         fractions = {}
         for key in ("margin", "target_relax"):
             value: Any = node.get(key)
-            if not (_finite(value) and 0 <= value < 1):
+            if not (is_finite_number(value) and 0 <= value < 1):
                 raise ConfigError(f"report.{key}", value, "must be a fraction in [0, 1) (of the reference's loss)")
             fractions[key] = float(value)
         target = node.get("target")
-        if target is not None and not _finite(target):
+        if target is not None and not is_finite_number(target):
             raise ConfigError("report.target", target, "must be a number (a validation loss), or null")
         return cls(fractions["margin"], None if target is None else float(target), fractions["target_relax"])
 
 
 @functools.lru_cache(maxsize=1)
-def default_settings() -> Settings:
+def default_thresholds() -> Thresholds:
     """lrexp's own report.* defaults, from the config every run composes."""
     from importlib.resources import files
 
-    return Settings.of(yaml.safe_load(files("lrexp.conf").joinpath("config.yaml").read_text())["report"])
+    return Thresholds.of(yaml.safe_load(files("lrexp.conf").joinpath("config.yaml").read_text())["report"])
 
 
-def recorded_settings(run_dirs: Iterable[Path]) -> Settings:
+def recorded_thresholds(run_dirs: Iterable[Path]) -> Thresholds:
     """The report.* settings the runs were launched with (each run's .hydra/config.yaml); lrexp's
     defaults for runs that recorded none. Runs that disagree are refused: pass the setting explicitly."""
     nodes = [node for node in (read_config(d).get("report") for d in run_dirs) if node]
     if not nodes:
-        return default_settings()
-    settings = {Settings.of(node) for node in nodes}
+        return default_thresholds()
+    settings = {Thresholds.of(node) for node in nodes}
     if len(settings) > 1:
         raise ConfigError(
             "report",
@@ -116,7 +116,3 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     # libyaml's loader where PyYAML has it: a report reads one config per run (10 ms each in pure Python).
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return (yaml.load(path.read_text(), Loader=loader) or {}) if path.is_file() else {}
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

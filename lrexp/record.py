@@ -72,7 +72,7 @@ class Status(str, enum.Enum):
 # --- what does not change a run's numbers ----------------------------------------------------------
 
 # Config keys (and whole groups) that may differ between two runs, or between a run and its
-# resumption, without changing a single number they compute. Used to name runs (lrexp.app), to decide
+# resumption, without changing a single number they compute. Used to name runs (lrexp.jobs), to decide
 # what varies across a sweep (lrexp.compare) and what a resumed run may change (lrexp.checkpoint).
 NEUTRAL_KEYS = (
     "run.progress", "run.threads", "run.resume", "run.checkpoint_every", "logger", "report", "hydra",
@@ -147,7 +147,7 @@ def metric_of(column: str, metrics: Sequence[Metric]) -> Metric | None:
 @dataclass
 class Summary:
     """summary.json, typed. Written by the training loop (lrexp.train) and, for a run refused or failed
-    before training, by the entry point (lrexp.app); read by plots, reports and loggers.
+    before training, by a job (lrexp.jobs); read by plots, reports and loggers.
 
     On disk the per-column numbers are flat keys, ``final_<column>``, ``best_<column>`` and
     ``best_<column>_step`` (for the training loss and every validation/test metric), which is what
@@ -264,6 +264,16 @@ def writing(run_dir: Path, key: str = "hydra.run.dir") -> Iterator[None]:
                 key, str(run_dir), "another lrexp process is writing this run now: let it finish, or choose another directory"
             ) from None
         yield
+
+
+def is_finite_number(v: Any) -> bool:
+    """A real, finite number (not a bool, not nan or inf, not None): a value a mean or an interval can use."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def finite_or_none(v: float | None) -> float | None:
+    """nan and inf -> None, so that a CSV cell or a JSON number is empty where no number can exist."""
+    return v if v is not None and math.isfinite(v) else None
 
 
 def write_summary(run_dir: Path, summary: Summary) -> None:

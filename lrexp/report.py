@@ -26,14 +26,17 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from lrexp import sequential
-from lrexp.compare import Band, Cell, Comparison, band, cell_row, compare, find_runs, result_row, varying_keys
+from lrexp.bands import Band, band
+from lrexp.compare import Cell, Comparison, compare
 from lrexp.diagnostics import Diagnosis, diagnose
 from lrexp.errors import ConfigError
 from lrexp.plots import draw_lr
-from lrexp.protocol import PROTOCOL, SEQUENTIAL_PROTOCOL, Settings, recorded_settings
-from lrexp.record import CELLS_CSV, REPORT_HTML, REPORT_MD, SUMMARY_CSV, TRAIN_LOSS, Goal, Status
+from lrexp.protocol import PROTOCOL, SEQUENTIAL_PROTOCOL, Thresholds, recorded_thresholds
+from lrexp.record import CELLS_CSV, REPORT_HTML, REPORT_MD, SUMMARY_CSV, TRAIN_LOSS, Goal, Status, finite_or_none
+from lrexp.runs import find_runs, varying_keys
 from lrexp.sections import Section, to_html, to_markdown
 from lrexp.stats import LEVEL
+from lrexp.tables import cell_row, result_row
 from lrexp.verdict import fmt, fmt_num, headline, markdown_table, steps_text, table_cells, table_header
 
 FIG_DIR = "report"
@@ -46,11 +49,11 @@ def write_report(
     smoothing: float = 0.0,
     spread: str = "minmax",
     title: str | None = None,
-    settings: Settings | None = None,
+    thresholds: Thresholds | None = None,
 ) -> Path:
     """Write the report of the runs under ``paths`` into ``out``; returns the path of report.html.
-    ``settings``: how to judge (default: what the runs recorded, lrexp.protocol)."""
-    comparison = compare(find_runs(paths), group_by, settings)
+    ``thresholds``: how to judge (default: what the runs recorded, lrexp.protocol)."""
+    comparison = compare(find_runs(paths), group_by, thresholds)
     design = sequential.read_design(paths[0]) if len(paths) == 1 and group_by in (None, comparison.group_key) else None
     replayed = None
     if design is not None:  # an adaptive sweep: its design's claims (lrexp.sequential), and what the design did
@@ -91,24 +94,20 @@ def sections(c: Comparison, paths: Sequence[Path], fig_dir: Path) -> list[Sectio
 
 
 def summary_rows(c: Comparison, diagnosis: Diagnosis) -> list[dict[str, Any]]:
-    """summary.csv: every ranked group's row (lrexp.compare.result_row) with its diagnostics' numbers."""
+    """summary.csv: every ranked group's row (lrexp.tables.result_row) with its diagnostics' numbers."""
     rows = []
     for r in c.results:
         d = diagnosis.of(r.group)
         rows.append(
             result_row(c, r)
             | {
-                "val_rise": _num(d.rise),
-                "late_drop": _num(d.late_drop),
-                "late_lr": _num(d.late_lr),
+                "val_rise": finite_or_none(d.rise),
+                "late_drop": finite_or_none(d.late_drop),
+                "late_lr": finite_or_none(d.late_lr),
                 "flags": ";".join(f.value for f in d.flags),
             }
         )
     return rows
-
-
-def _num(v: float) -> float | None:
-    return v if math.isfinite(v) else None
 
 
 # --- figures ---------------------------------------------------------------------------------------
@@ -272,8 +271,8 @@ def notes(comparison: Comparison, diagnosis: Diagnosis, base: Path) -> list[str]
         reached = ", ".join(f"{r.group} {steps_text(r)}" for r in comparison.ranked)
         how = (
             "report.target"
-            if comparison.settings.target is not None
-            else (f"the reference's median final validation {comparison.loss.label} made {comparison.settings.target_relax:.0%} worse")
+            if comparison.thresholds.target is not None
+            else (f"the reference's median final validation {comparison.loss.label} made {comparison.thresholds.target_relax:.0%} worse")
         )
         out.append(
             f"Steps to target: the first evaluated step whose validation {comparison.loss.label} reaches {fmt_num(comparison.target)} "
@@ -311,7 +310,7 @@ def method_text(comparison: Comparison) -> str:
     where = "" if comparison.split == "test" else " No run recorded a test split: the table reports validation."
     protocol = f"{SEQUENTIAL_PROTOCOL} Design: {comparison.design}." if comparison.design else PROTOCOL
     return (
-        f"{protocol}{where} Margin: {comparison.settings.margin:g} x the reference's loss = {fmt_num(comparison.margin_abs)}. "
+        f"{protocol}{where} Margin: {comparison.thresholds.margin:g} x the reference's loss = {fmt_num(comparison.margin_abs)}. "
         f"Varying keys: {', '.join(comparison.varying) or 'none'}."
     )
 
@@ -430,8 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = find_runs(a.dirs)
         if a.group_by and not any(r.value(a.group_by) for r in runs):
             raise ValueError(f"--group-by={a.group_by}: no run has this key (varying keys: {', '.join(varying_keys(runs)) or 'none'})")
-        settings = chosen_settings([r.dir for r in runs], a.margin, a.target, a.target_relax)
-        path = write_report(a.dirs, a.out or a.dirs[0], a.group_by, a.smooth, a.spread, a.title, settings)
+        thresholds = chosen_thresholds([r.dir for r in runs], a.margin, a.target, a.target_relax)
+        path = write_report(a.dirs, a.out or a.dirs[0], a.group_by, a.smooth, a.spread, a.title, thresholds)
     except (ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError: a bad --margin, say
         print(f"lrexp.report: error: {e}", file=sys.stderr)
         return 2
@@ -439,19 +438,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def chosen_settings(run_dirs: Sequence[Path], margin: float | None, target: float | None, relax: float | None) -> Settings:
+def chosen_thresholds(run_dirs: Sequence[Path], margin: float | None, target: float | None, relax: float | None) -> Thresholds:
     """The report settings the runs recorded, with whatever the command line sets instead (runs that
     recorded different ones need the command line to choose)."""
     given = {"margin": margin, "target": target, "target_relax": relax}
     try:
-        recorded: Settings | None = recorded_settings(run_dirs)
+        recorded: Thresholds | None = recorded_thresholds(run_dirs)
     except ConfigError:
         if margin is None or relax is None:
             raise
         recorded = None
     if recorded is not None:
         given = {k: getattr(recorded, k) if v is None else v for k, v in given.items()}
-    return Settings.of(given)
+    return Thresholds.of(given)
 
 
 if __name__ == "__main__":

@@ -45,9 +45,10 @@ import numpy as np
 from scipy import stats as sp
 
 from lrexp import stats
-from lrexp.compare import Claim, Comparison, Pair, RunRecord, compare, signed
+from lrexp.compare import Claim, Comparison, Pair, compare
 from lrexp.errors import ConfigError
-from lrexp.record import Status, is_neutral
+from lrexp.record import Status, is_finite_number, is_neutral
+from lrexp.runs import RunRecord, signed
 from lrexp.sections import Section
 
 DESIGN_FILE = "adaptive.json"  # in the sweep directory: the design the sweeper ran (what marks a sweep adaptive)
@@ -212,8 +213,8 @@ def table_of(c: Comparison, cells: Mapping[CellKey, Sequence[str]] | None = None
         ok = r.status is Status.COMPLETED
         val, test = (r.summary.final.get(col) for col in (val_col, test_col))
         return Outcome(
-            signed(c.loss, float(val)) if ok and val is not None and _finite(val) else None,
-            signed(c.loss, float(test)) if ok and test is not None and _finite(test) else None,
+            signed(c.loss, float(val)) if ok and val is not None and is_finite_number(val) else None,
+            signed(c.loss, float(test)) if ok and test is not None and is_finite_number(test) else None,
             r.status,
             r.summary.steps_done or 0,
             r.summary.steps or r.summary.steps_done or 0,
@@ -244,10 +245,6 @@ def _key(overrides: Iterable[str]) -> frozenset[str]:
         if k != "seed" and not is_neutral(k):
             out.add(f"{k}={v}")
     return frozenset(out)
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # --- looks -----------------------------------------------------------------------------------------
@@ -583,7 +580,7 @@ def planned_cells(sweep_dir: Path) -> dict[CellKey, list[str]] | None:
 def judged(c: Comparison, design: Design, cells: Mapping[CellKey, Sequence[str]] | None = None) -> tuple[Comparison, Replay]:
     """The comparison judged by the design: each group at the cell its last look chose, every claim from
     the pairs' repeated intervals (the fixed protocol's Holm p-values and seeds-needed do not apply)."""
-    rp = replay(table_of(c, cells), design, c.settings.margin, list(cells) if cells is not None else None)
+    rp = replay(table_of(c, cells), design, c.thresholds.margin, list(cells) if cells is not None else None)
     last = rp.last
     if last is None:
         return c, rp
@@ -591,7 +588,7 @@ def judged(c: Comparison, design: Design, cells: Mapping[CellKey, Sequence[str]]
     # (a directory may hold more: runs added by hand, or a sweep made by another version of the design).
     used = [r for r in c.runs if r.seed is not None and r.seed < last.counts.get(r.value(c.group_key), 0)]
     rp.unused = len(c.runs) - len(used)
-    out = compare(used or c.runs, c.group_key, c.settings, chosen=last.chosen)
+    out = compare(used or c.runs, c.group_key, c.thresholds, chosen=last.chosen)
     ranked = out.ranked
     out.design = design.method(len(last.pairs))
     out.pairs = []
@@ -652,7 +649,7 @@ def section(rp: Replay, c: Comparison) -> Section:
         prev = look
     share = rp.steps / rp.fixed_steps if rp.fixed_steps else math.nan
     paragraphs = [
-        f"Design: {d.method(len(rp.last.pairs) if rp.last else 0)}; report.margin {c.settings.margin:g}; drop_spread {d.drop_spread:g}"
+        f"Design: {d.method(len(rp.last.pairs) if rp.last else 0)}; report.margin {c.thresholds.margin:g}; drop_spread {d.drop_spread:g}"
         + (f"; max_runs {d.max_runs}" if d.max_runs is not None else "")
         + ".",
         f"Compute: {rp.runs} runs, {rp.steps:,} optimizer steps, against {rp.fixed_runs} runs and {rp.fixed_steps:,} steps for the "

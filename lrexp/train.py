@@ -231,7 +231,7 @@ class Run:
     def done(self) -> bool:
         return self.stopped or self.state.step >= self.every.steps
 
-    def settings(self) -> dict[str, float]:
+    def hyperparameters(self) -> dict[str, float]:
         """The LR (momentum, weight decay) the next step applies: read before the schedule moves it."""
         return read_settings(self.optimizer.param_groups, self.columns)
 
@@ -246,10 +246,12 @@ class Run:
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.after_step()
 
-    def record_row(self, step: int, settings: Mapping[str, float], numbers: Mapping[str, float], evaluations: Mapping[str, float]) -> Row:
+    def record_row(
+        self, step: int, hyperparameters: Mapping[str, float], numbers: Mapping[str, float], evaluations: Mapping[str, float]
+    ) -> Row:
         """Record the row of ``step``: metrics.csv, the loggers, the log; a metric-driven schedule sees the
         validation loss; a diverged run stops here (the record is kept)."""
-        row: Row = {"step": step, **settings, **numbers, **evaluations}
+        row: Row = {"step": step, **hyperparameters, **numbers, **evaluations}
         row["time_s"] = self.state.elapsed_s()
         if self.val_loss in evaluations:
             self.schedule.after_eval(evaluations[self.val_loss])
@@ -416,7 +418,7 @@ def train_runs(runs: Sequence[Run], engine: Engine, *, progress: bool = True) ->
                 waiting.pop(0)
                 active = [i for i, run in enumerate(runs) if not run.done and run.state.step == step]
             log_row, evaluate, test = every.plan(step)
-            settings = {i: runs[i].settings() for i in active} if log_row else {}
+            applied = {i: runs[i].hyperparameters() for i in active} if log_row else {}
 
             losses = engine.loss_and_grads(step)
             for i in active:
@@ -440,7 +442,7 @@ def train_runs(runs: Sequence[Run], engine: Engine, *, progress: bool = True) ->
                         for row, values in zip(evaluations, engine.evaluate(split)):
                             row.update(values)
                 for i, numbers in zip(active, take_row_numbers(runs, active, engine.loss_sums)):
-                    row = runs[i].record_row(step, settings[i], numbers, evaluations[i])
+                    row = runs[i].record_row(step, applied[i], numbers, evaluations[i])
                 bar.update(step + 1 - bar.n)
                 if len(runs) == 1:
                     bar.set_postfix(lr=f"{row['lr']:.3g}", loss=f"{row[TRAIN_LOSS.name]:.4g}", refresh=False)

@@ -10,7 +10,6 @@ checked where those facts are known (lrexp.device, the task, lrexp.build), still
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,8 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from lrexp.errors import ConfigError, first_line
-from lrexp.protocol import Settings
+from lrexp.protocol import Thresholds
+from lrexp.record import is_finite_number
 from lrexp.schedule_spec import FLOOR, WARMUP, ScheduleSpec
 
 # lrexp's own key in an optimizer node (lrexp.build, which imports torch, keeps it from the optimizer).
@@ -38,7 +38,7 @@ def validate(cfg: DictConfig) -> None:
         _positive_int(f"run.{key}", run[key])
     if not (_is_int(run.test_every) and run.test_every >= 0):
         raise ConfigError("run.test_every", run.test_every, "must be an integer >= 0 (0: the test split at the last step only)")
-    if run.diverge_factor is not None and not (_is_number(run.diverge_factor) and run.diverge_factor > 1):
+    if run.diverge_factor is not None and not (is_finite_number(run.diverge_factor) and run.diverge_factor > 1):
         raise ConfigError("run.diverge_factor", run.diverge_factor, "must be a number > 1, or null (NaN/inf only)")
     keep = list(run.get("keep_checkpoints_at") or [])
     if not all(_is_int(k) and 0 < k <= run.steps for k in keep):
@@ -59,9 +59,9 @@ def validate(cfg: DictConfig) -> None:
             "must be 0: warm up with scheduler.warmup, so that the logged LR is the one applied",
         )
     if "report" in cfg:
-        Settings.of(cfg.report)  # how the sweep's report will judge: refused now, not when the sweep has run
+        Thresholds.of(cfg.report)  # how the sweep's report will judge: refused now, not when the sweep has run
     clip = cfg.optimizer.get(CLIP)
-    if clip is not None and not (_is_number(clip) and clip > 0):
+    if clip is not None and not (is_finite_number(clip) and clip > 0):
         raise ConfigError(f"optimizer.{CLIP}", clip, "must be a number > 0 (the largest gradient norm a step applies), or null")
     validate_spec(_schedule_spec(cfg.scheduler), run.steps, cfg.optimizer.lr)
 
@@ -73,7 +73,7 @@ def validate_spec(spec: ScheduleSpec, steps: int, lr: float, *, prefix: str = "s
         raise ConfigError(
             f"{prefix}{WARMUP}", spec.warmup, f"must be a number of steps >= 0 and below {steps_key} ({steps}), e.g. '${{steps:1/20}}'"
         )
-    if not (_is_number(spec.floor) and 0 <= spec.floor < 1):
+    if not (is_finite_number(spec.floor) and 0 <= spec.floor < 1):
         raise ConfigError(f"{prefix}{FLOOR}", spec.floor, "must be a fraction of the peak LR in [0, 1)")
     if spec.warmup and spec.kwargs.get("num_warmup_steps"):
         raise ConfigError(
@@ -95,10 +95,10 @@ def validate_schedule(kwargs: Mapping[str, Any], steps: int, lr: float) -> None:
         if kwargs.get(name) is not None and not (_is_int(kwargs[name]) and kwargs[name] >= 0):
             raise ConfigError(key(name), kwargs[name], "must be an integer >= 0")
     for name in DECAY_FACTORS:
-        if name in kwargs and not (_is_number(kwargs[name]) and 0 < kwargs[name] <= 1):
+        if name in kwargs and not (is_finite_number(kwargs[name]) and 0 < kwargs[name] <= 1):
             raise ConfigError(key(name), kwargs[name], "must be in (0, 1]: a factor that decays the LR")
     for name in FRACTIONS:
-        if name in kwargs and not (_is_number(kwargs[name]) and 0 < kwargs[name] < 1):
+        if name in kwargs and not (is_finite_number(kwargs[name]) and 0 < kwargs[name] < 1):
             raise ConfigError(key(name), kwargs[name], "must be in (0, 1)")
 
     if "milestones" in kwargs:
@@ -135,15 +135,11 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _positive_int(key: str, v: Any) -> None:
     if not (_is_int(v) and v > 0):
         raise ConfigError(key, v, "must be an integer > 0")
 
 
 def _positive_number(key: str, v: Any) -> None:
-    if not (_is_number(v) and v > 0):
+    if not (is_finite_number(v) and v > 0):
         raise ConfigError(key, v, "must be a number > 0")

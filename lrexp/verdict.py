@@ -13,6 +13,8 @@ Numbers are printed with significant figures, never rounded to zero: a gap of 6.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from lrexp.compare import Claim, Comparison, Result
 from lrexp.diagnostics import Diagnosis
@@ -99,7 +101,7 @@ def diff_text(c: Comparison, r: Result) -> str:
 
 
 def margin_text(c: Comparison) -> str:
-    return f"{c.settings.margin:.2%} of the reference's loss, {fmt_num(c.margin_abs, SPREAD_SIGNIFICANT)}"
+    return f"{c.thresholds.margin:.2%} of the reference's loss, {fmt_num(c.margin_abs, SPREAD_SIGNIFICANT)}"
 
 
 def seeds_clause(r: Result) -> str:
@@ -123,6 +125,56 @@ def p_clause(r: Result, lead: str = " (") -> str:
 
 def names(results: list[Result]) -> str:
     return ", ".join(r.group for r in results)
+
+
+@dataclass(frozen=True)
+class Wording:
+    """What every claim's sentence in a verdict refers to: the group validation chose, how the family of
+    comparisons was corrected, and what counts as significant."""
+
+    best: str
+    family: str
+    significant: str
+
+
+def _verb(results: list[Result], one: str = "is", many: str = "are") -> str:
+    return one if len(results) == 1 else many
+
+
+def _worse_by_little(c: Comparison, rs: list[Result], w: Wording) -> str:
+    excludes = "its interval excluding 0" if c.design else w.significant
+    return (
+        f" {names(rs)} {_verb(rs)} worse ({w.family}, {excludes}) but possibly by less "
+        f"than the margin ({margin_text(c)}): {rs[0].group} by {diff_text(c, rs[0])}."
+    )
+
+
+def _negligible(c: Comparison, rs: list[Result], w: Wording) -> str:
+    return (
+        f" {names(rs)} {_verb(rs, 'differs', 'differ')} from {w.best} by a negligible "
+        f"amount: within the margin ({margin_text(c)}); {rs[0].group} by {diff_text(c, rs[0])}."
+    )
+
+
+def _better(c: Comparison, rs: list[Result], w: Wording) -> str:
+    return (
+        f" Validation and test disagree: {names(rs)} {_verb(rs)} better on test than "
+        f"{w.best}, which validation chose ({rs[0].group} by {diff_text(c, rs[0])}{p_clause(rs[0], ', ')})."
+    )
+
+
+def _worse(c: Comparison, rs: list[Result], w: Wording) -> str:
+    return f" {names(rs)} {_verb(rs)} worse by more than the margin ({w.family}, {w.significant})."
+
+
+# After "no winner" and what cannot be told apart, one sentence per claim that some group holds, in this
+# order, naming every group that holds it and giving the first one's gap.
+CLAIM_SENTENCES: tuple[tuple[Claim, Callable[[Comparison, list[Result], Wording], str]], ...] = (
+    (Claim.WORSE_BY_LITTLE, _worse_by_little),
+    (Claim.NEGLIGIBLE, _negligible),
+    (Claim.BETTER, _better),
+    (Claim.WORSE, _worse),
+)
 
 
 def headline(c: Comparison, diagnosis: Diagnosis | None = None) -> str:
@@ -178,30 +230,10 @@ def headline(c: Comparison, diagnosis: Diagnosis | None = None) -> str:
                         f" Cannot tell {names([best, *unresolved])} apart: {runner.group} differs by {diff_text(c, runner)}, {why} "
                         f"({pairing}, {family}, {p_text(runner.p_holm)}); {seeds_clause(runner)}."
                     )
-            little = by_claim[Claim.WORSE_BY_LITTLE]
-            if little:
-                r = little[0]
-                text += (
-                    f" {names(little)} {'is' if len(little) == 1 else 'are'} worse ({family}, {'its interval excluding 0' if c.design else significant}) but possibly by less "
-                    f"than the margin ({margin_text(c)}): {r.group} by {diff_text(c, r)}."
-                )
-            negligible = by_claim[Claim.NEGLIGIBLE]
-            if negligible:
-                r = negligible[0]
-                text += (
-                    f" {names(negligible)} {'differs' if len(negligible) == 1 else 'differ'} from {best.group} by a negligible "
-                    f"amount: within the margin ({margin_text(c)}); {r.group} by {diff_text(c, r)}."
-                )
-            better = by_claim[Claim.BETTER]
-            if better:
-                r = better[0]
-                text += (
-                    f" Validation and test disagree: {names(better)} {'is' if len(better) == 1 else 'are'} better on test than "
-                    f"{best.group}, which validation chose ({r.group} by {diff_text(c, r)}{p_clause(r, ', ')})."
-                )
-            worse = by_claim[Claim.WORSE]
-            if worse:
-                text += f" {names(worse)} {'is' if len(worse) == 1 else 'are'} worse by more than the margin ({family}, {significant})."
+            wording = Wording(best.group, family, significant)
+            for claim, sentence in CLAIM_SENTENCES:
+                if by_claim[claim]:
+                    text += sentence(c, by_claim[claim], wording)
         if n == 2:
             text += " With 2 seeds each interval rests on 1 degree of freedom: fragile; sweep more seeds before trusting it."
     regime = diagnosis.regime if diagnosis else []

@@ -26,11 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from lrexp.compare import LOSS, Comparison, RunRecord, compare, find_runs
+from lrexp.compare import Comparison, compare
 from lrexp.diagnostics import diagnose
 from lrexp.errors import describe
 from lrexp.protocol import PROTOCOL
 from lrexp.record import STEP, Metric, Status
+from lrexp.runs import LOSS, RunRecord, find_runs
 from lrexp.verdict import headline, markdown_table
 
 DEFAULT_PROJECT = "lrexp"

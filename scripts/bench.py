@@ -306,7 +306,7 @@ LAUNCHERS = ("basic", "joblib", "batched")
 def bench_sweeps(digits_steps: int, tinylm_steps: int, only: Sequence[str] = tuple(SWEEPS)) -> dict[str, float]:
     """Wall time of whole `python -m lrexp -m` sweeps (plots and the report included: what a user waits
     for) under the basic, joblib and batched launchers, one after another in this run. joblib runs one job
-    per core with one torch thread each (lrexp.app.job_threads); batched trains the jobs together in one
+    per core with one torch thread each (lrexp.jobs.job_threads); batched trains the jobs together in one
     process on every core."""
     out: dict[str, float] = {}
     for name in only:

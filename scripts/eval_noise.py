@@ -23,8 +23,8 @@ import torch
 from omegaconf import OmegaConf
 
 from lrexp import checkpoint
-from lrexp.compare import find_runs
 from lrexp.record import Status
+from lrexp.runs import find_runs
 from lrexp.tasks import build_task
 
 

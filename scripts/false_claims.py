@@ -27,8 +27,9 @@ import tempfile
 from pathlib import Path
 
 from lrexp import stats
-from lrexp.compare import Claim, Comparison, RunRecord, compare, find_runs
-from lrexp.protocol import recorded_settings
+from lrexp.compare import Claim, Comparison, compare
+from lrexp.protocol import recorded_thresholds
+from lrexp.runs import RunRecord, find_runs
 
 DIFFERENCE = (Claim.WORSE, Claim.WORSE_BY_LITTLE, Claim.BETTER)
 
@@ -68,11 +69,11 @@ def main() -> int:
     runs = [r for r in find_runs([sweep]) if r.status.has_result]
     if len(runs) < a.arms * a.seeds:
         raise SystemExit(f"false_claims.py: error: --sweep={sweep}: {len(runs)} runs, fewer than --arms x --seeds")
-    settings = recorded_settings(r.dir for r in runs)
+    thresholds = recorded_thresholds(r.dir for r in runs)
     rng = random.Random(0)
     counts = {"protocol": 0, "validation reference": 0, "test reference": 0}
     for _ in range(a.draws):
-        c = compare(deal(runs, a.arms, a.seeds, rng), settings=settings)
+        c = compare(deal(runs, a.arms, a.seeds, rng), thresholds=thresholds)
         counts["protocol"] += c.winner is not None or any(r.claim in DIFFERENCE for r in c.results)
         counts["validation reference"] += against_one_reference(c, "val")
         counts["test reference"] += against_one_reference(c, "test")

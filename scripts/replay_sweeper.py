@@ -31,17 +31,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from lrexp import sequential, stats
-from lrexp.compare import Comparison, RunRecord, compare, find_runs
-from lrexp.protocol import Settings
+from lrexp.compare import Comparison, compare
+from lrexp.protocol import Thresholds
+from lrexp.runs import RunRecord, find_runs
 from lrexp.sequential import CellKey, Design
 
 
-def pool_of(paths: Sequence[Path]) -> tuple[dict[CellKey, dict[int, RunRecord]], Settings]:
-    """The pool's runs by cell and real seed, and the report settings its runs recorded."""
+def pool_of(paths: Sequence[Path]) -> tuple[dict[CellKey, dict[int, RunRecord]], Thresholds]:
+    """The pool's runs by cell and real seed, and the report thresholds its runs recorded."""
     runs = find_runs(paths)
     c = compare(runs, "scheduler")  # what an adaptive sweep compares, even where the pool varies only the LR
     by_cell = {(cell.group, cell.label()): {r.seed: r for r in cell.runs if r.seed is not None} for cell in c.cells}
-    return by_cell, c.settings
+    return by_cell, c.thresholds
 
 
 def dealt(by_cell: Mapping[CellKey, Mapping[int, RunRecord]], deal: Mapping[tuple[str, int], tuple[CellKey, int]]) -> list[RunRecord]:
@@ -78,7 +79,7 @@ def winner(c: Comparison) -> str | None:
     return c.winner.group if c.winner else None
 
 
-def replay_real(by_cell, settings: Settings, design: Design, replays: int, rng: random.Random) -> dict:
+def replay_real(by_cell, thresholds: Thresholds, design: Design, replays: int, rng: random.Random) -> dict:
     seeds = sorted(set.intersection(*(set(v) for v in by_cell.values())))
     if len(seeds) < design.seeds_max:
         raise SystemExit(
@@ -88,8 +89,8 @@ def replay_real(by_cell, settings: Settings, design: Design, replays: int, rng: 
     for _ in range(replays):
         order = rng.sample(seeds, design.seeds_max)
         runs = [r for cell in by_cell for r in dealt(by_cell, {(cell[0], new): (cell, real) for new, real in enumerate(order)})]
-        c_max = compare(runs, settings=settings)
-        c_few = compare([r for r in runs if r.seed is not None and r.seed < design.seeds_min + 1], settings=settings)
+        c_max = compare(runs, thresholds=thresholds)
+        c_few = compare([r for r in runs if r.seed is not None and r.seed < design.seeds_min + 1], thresholds=thresholds)
         adaptive, rp = sequential.judged(c_max, design)
         last = rp.last
         assert last is not None
@@ -115,7 +116,7 @@ def replay_real(by_cell, settings: Settings, design: Design, replays: int, rng: 
     return summarise(rows, len(seq))
 
 
-def replay_null(by_cell, settings: Settings, design: Design, replays: int, arms: int, rng: random.Random, peeking: int) -> dict:
+def replay_null(by_cell, thresholds: Thresholds, design: Design, replays: int, arms: int, rng: random.Random, peeking: int) -> dict:
     groups = sorted({g for g, _ in by_cell})
     if len(groups) != 1:
         raise SystemExit(f"replay_sweeper.py: error: --null needs a pool of one schedule; this one has {', '.join(groups)}")
@@ -134,15 +135,15 @@ def replay_null(by_cell, settings: Settings, design: Design, replays: int, arms:
             for label in labels:
                 deal = {(f"arm{j}", i): ((groups[0], label), order[j * design.seeds_max + i]) for i in range(design.seeds_max)}
                 runs += dealt({(groups[0], label): pooled[label]}, deal)
-        c = compare(runs, settings=settings)
-        rp = sequential.replay(sequential.table_of(c), design, settings.margin)  # the decisions alone: no report to build
+        c = compare(runs, thresholds=thresholds)
+        rp = sequential.replay(sequential.table_of(c), design, thresholds.margin)  # the decisions alone: no report to build
         false_any_look = any(p.decision.endswith("worse") for look in rp.looks for p in look.pairs.values())
         last = rp.last
         assert last is not None
         false_final = any(p.rejected for p in last.pairs.values())
         if i < peeking:  # a compare() per look: the slow part, so on the first deals only
             peeked.append(
-                any(peek(compare([r for r in runs if r.seed is not None and r.seed < n], settings=settings)) for n in design.looks())
+                any(peek(compare([r for r in runs if r.seed is not None and r.seed < n], thresholds=thresholds)) for n in design.looks())
             )
         rows.append(
             {
@@ -194,7 +195,7 @@ SNAPSHOT_FILES = ("summary.json", ".hydra/overrides.yaml", ".hydra/config.yaml")
 
 def snapshot(paths: Sequence[Path], out: Path) -> int:
     """Copy what a comparison reads of every run (its record and its overrides, not its curves or checkpoint)
-    into ``out``: a pool small enough to keep, read back by the same lrexp.compare.find_runs."""
+    into ``out``: a pool small enough to keep, read back by the same lrexp.runs.find_runs."""
     import shutil
 
     runs = find_runs(paths)
@@ -226,12 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     design = Design(seeds_min=a.seeds_min, seeds_max=a.seeds_max, seeds_step=a.seeds_step, spending=a.spending).check()
     started = time.perf_counter()
-    by_cell, settings = pool_of(a.pools)
+    by_cell, thresholds = pool_of(a.pools)
     rng = random.Random(a.seed)
     if a.null:
-        result = replay_null(by_cell, settings, design, a.replays, a.arms, rng, a.peeking)
+        result = replay_null(by_cell, thresholds, design, a.replays, a.arms, rng, a.peeking)
     else:
-        result = replay_real(by_cell, settings, design, a.replays, rng)
+        result = replay_real(by_cell, thresholds, design, a.replays, rng)
     result |= {
         "design": design.as_node(),
         "pools": [str(x) for x in a.pools],

@@ -91,5 +91,6 @@ def test_the_finder_sees_a_cycle_hidden_in_a_function():
 
 def test_the_report_side_never_reaches_the_runner():
     graph = import_graph()
-    for reader in ("lrexp.report", "lrexp.verdict", "lrexp.compare", "lrexp.sequential", "lrexp.prediction", "lrexp.wandb_report"):
+    readers = ("report", "verdict", "runs", "compare", "tables", "bands", "sequential", "prediction", "wandb_report", "cooldowns", "budget")
+    for reader in (f"lrexp.{name}" for name in readers):
         assert not reaches(graph, reader) & RUNNER, (reader, sorted(reaches(graph, reader) & RUNNER))

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrexp.compare import compare, find_runs
+from lrexp.compare import compare
 from lrexp.record import read_metrics
+from lrexp.runs import find_runs
 from tests.helpers import cli_env, run_cli, summary_json
 
 pytestmark = pytest.mark.slow

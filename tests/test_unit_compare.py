@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 
 from lrexp import stats
-from lrexp.compare import Claim, RunRecord, band, compare, find_runs, result_row, varying_keys
+from lrexp.bands import band
+from lrexp.compare import Claim, compare
 from lrexp.diagnostics import diagnose
-from lrexp.protocol import Settings
+from lrexp.protocol import Thresholds
 from lrexp.record import Goal, Metric, Status, Summary
+from lrexp.runs import RunRecord, find_runs, varying_keys
+from lrexp.tables import result_row
 from lrexp.verdict import fmt_interval, fmt_relative, headline
 
 LOSS = Metric("loss", Goal.MIN, "loss", "log")
@@ -197,7 +200,7 @@ def test_a_gap_below_the_margin_is_negligible_never_a_win():
     assert "wins" not in text and "floor differs from cosine_full by a negligible amount" in text
     assert "+6.90e-08 [+6.70e-08, +7.10e-08] (+0.000092%)" in text and not re.search(r"[+-]0\.0+(?![0-9])", text)  # never +0.0000
     # The same gap with a margin of 0 is a real (if tiny) win: the margin is what makes it negligible.
-    strict = compare(runs, settings=Settings(margin=0.0, target=None, target_relax=0.05))
+    strict = compare(runs, thresholds=Thresholds(margin=0.0, target=None, target_relax=0.05))
     assert strict.winner is not None and strict.results[1].claim is Claim.WORSE
 
 
@@ -352,6 +355,6 @@ def test_steps_to_target_counts_a_run_that_never_reaches_it_as_never():
     assert slow.steps_to_target.median == math.inf and slow.steps_to_target.reached == 0
     row = table(c)[1]
     assert row["steps_to_target_median"] == math.inf and row["reached_target"] == 0
-    given = compare(runs, settings=Settings(margin=0.005, target=0.3, target_relax=0.05))
+    given = compare(runs, thresholds=Thresholds(margin=0.005, target=0.3, target_relax=0.05))
     # 0.2 (1 + 4 exp(-s/10)) <= 0.3 from s = 20.8 on: the first row at or after it is step 30
     assert given.target == 0.3 and given.results[1].steps_to_target.median == 30

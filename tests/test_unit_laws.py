@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from lrexp.budget import budget, profiles, studies
-from lrexp.compare import RunRecord, compare
+from lrexp.compare import compare
 from lrexp.laws import FIT_FROM, Curve, Law, accuracy, fit, momentum, multi_power, optimal_schedule
 from lrexp.record import Goal, Metric, Status, Summary
+from lrexp.runs import RunRecord
 
 T = 400
 STEPS = np.arange(20, T, 20)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lrexp.compare import Claim, RunRecord, compare, find_runs
+from lrexp.compare import Claim, compare
 from lrexp.diagnostics import diagnose
 from lrexp.protocol import PROTOCOL, SEQUENTIAL_PROTOCOL
+from lrexp.runs import RunRecord, find_runs
 from lrexp.verdict import headline
 from tests.helpers import run_cli
 

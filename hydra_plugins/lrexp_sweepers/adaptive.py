@@ -127,8 +127,9 @@ class Plan:
         from omegaconf import OmegaConf
 
         from lrexp import sequential
-        from lrexp.compare import compare, find_runs
-        from lrexp.protocol import recorded_settings
+        from lrexp.compare import compare
+        from lrexp.protocol import recorded_thresholds
+        from lrexp.runs import find_runs
 
         assert self.sweeper.config is not None and self.sweeper.launcher is not None
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +141,7 @@ class Plan:
         round_no = 0
         while True:
             runs = find_runs([self.sweep_dir])
-            table = sequential.table_of(compare(runs, GROUP_KEY, recorded_settings(r.dir for r in runs)), self.cells) if runs else {}
+            table = sequential.table_of(compare(runs, GROUP_KEY, recorded_thresholds(r.dir for r in runs)), self.cells) if runs else {}
             rp = sequential.replay(table, self.design, margin, list(self.cells))
             if round_no:
                 self.report(rp)

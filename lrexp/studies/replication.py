@@ -30,9 +30,10 @@ import numpy as np
 import yaml
 
 from lrexp import stats
-from lrexp.compare import LR_KEY, RunRecord, compare, declared_metrics, find_runs
+from lrexp.compare import compare
 from lrexp.diagnostics import diagnose
 from lrexp.record import Status
+from lrexp.runs import LR_KEY, RunRecord, declared_metrics, find_runs
 
 MARGIN = 0.02  # parity claims: within 2% of the reference's loss (fixed before any sweep was run)
 BOOTSTRAP = 4000  # resamples of the seeds for Kendall's tau's interval
