@@ -26,7 +26,7 @@ def build(
     floor: float | None = None,
     **arguments: Any,
 ) -> Schedule:
-    """Any schedule lrexp knows, warm-up and floor included, driving your optimizer: one call.
+    """Any schedule lrexp knows, warm-up and floor included, driving your optimizer, in one call::
 
         schedule = lrexp.schedule.build("cosine_full", optimizer, steps=1000, warmup=50, floor=0.01)
         for step in range(1000):
