@@ -20,7 +20,7 @@ run that was saved at a later step waits until the others reach it.
 
 What differs from training alone is only the arithmetic of the batched kernels (bmm instead of mm,
 another summation order): losses agree to float32 rounding at first and drift apart slowly after that, as
-any two orderings of float32 arithmetic do (README, "Batched sweeps", states the tolerance measured);
+any two orderings of float32 arithmetic do (docs/clusters.md, Batched sweeps, states the tolerance measured);
 LRs agree exactly, since they come from the same scheduler objects. With dropout, each run draws its
 own masks (vmap's randomness="different"), not the masks it would draw alone.
 """
@@ -149,7 +149,7 @@ class Batch:
             return lambda params, buffers: task.evaluate(stacked.function(params, buffers), split)
 
         # torch has no vmap rule for CPU flash attention (sdpa) and loops over the runs there, saying so
-        # once per process; the result is exact, and the README's batched section gives the cost.
+        # once per process; the result is exact, and docs/clusters.md, "Batched sweeps", gives the cost.
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
         # randomness="different": with dropout, every run draws its own masks.
         self._loss = vmap(loss, randomness="different")

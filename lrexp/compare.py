@@ -11,7 +11,7 @@ Vocabulary:
 - a group's *chosen cell*: its best cell by the mean final **validation** loss among cells whose runs all
   completed (any cell if none did). With an LR grid, that is the schedule at its tuned LR.
 
-The protocol (``PROTOCOL`` below, printed in every report and quoted by the README) is carried out here:
+The protocol (``PROTOCOL`` below, printed in every report and quoted by docs/reading-a-verdict.md) is carried out here:
 validation chooses and ranks, the held-out test split reports, a fixed family of comparisons is
 corrected for multiplicity, and a gap must clear a margin fixed before the sweep to count. Which metrics
 exist, which way is better and how to label them is what each run's summary.json declares: nothing here

@@ -82,7 +82,7 @@ def free_cores(sample_s: float = 0.25) -> int:
 def free_threads(what: str) -> int:
     """Torch threads where nothing else decides (run.threads 0, not a parallel or a cluster job): the cores
     other processes leave free now, so that torch's OpenMP threads, which spin at every barrier, never share
-    a core with another process (README, Performance: with one core of two busy, a digits run on both took
+    a core with another process (docs/performance.md, Performance: with one core of two busy, a digits run on both took
     1.94x its idle time). An explicit OMP_NUM_THREADS wins, as it does for torch."""
     import logging
 

@@ -17,7 +17,7 @@ summary.csv:
 - unstable LR: at some peak LR, seeds disagree strongly: some diverged and some did not, or the
   seed-to-seed spread of the final loss is large.
 
-Thresholds are named constants below, calibrated on lrexp's own tasks (README, "Reading a report").
+Thresholds are named constants below, calibrated on lrexp's own tasks (docs/reading-a-verdict.md, Reading a report).
 """
 
 from __future__ import annotations

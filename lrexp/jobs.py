@@ -215,13 +215,13 @@ def record_failure(run_dir: Path, cfg: DictConfig, choices: Mapping[str, Any], e
 def job_threads(cfg: DictConfig, hc: Any) -> int:
     """Torch threads for this job: run.threads if set; else split the cores between parallel jobs.
 
-    On small models, N single-thread processes side by side beat one N-thread process (README,
+    On small models, N single-thread processes side by side beat one N-thread process (docs/performance.md,
     Performance), so the joblib launcher gives each job cores // n_jobs threads. Cluster jobs get the
     CPUs they were allocated, not the whole node's core count torch would assume. Anything else (a run
     alone, the basic and the batched launcher) gets the cores other processes leave free now
     (lrexp.device.free_threads): one process's OpenMP threads spin at every barrier, and a thread that
     shares its core with another process loses whole time slices while the others spin. Measured
-    (README, "On a busy machine"): with one core busy, 16 batched digits runs took 58.9 s on both cores
+    (docs/clusters.md, "On a busy machine"): with one core busy, 16 batched digits runs took 58.9 s on both cores
     and 35.8 s on the free one; OMP_WAIT_POLICY=PASSIVE recovered only part and cost up to a third idle.
     The thread count can change float results in their last bits (parallel reductions): run.threads=N
     fixes it for bit-exact reproduction on a loaded machine.

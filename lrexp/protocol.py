@@ -17,7 +17,7 @@ import yaml
 from lrexp.errors import ConfigError
 from lrexp.record import is_finite_number
 
-# The comparison protocol, word for word as lrexp carries it out (the README quotes it; a test keeps
+# The comparison protocol, word for word as lrexp carries it out (docs/reading-a-verdict.md quotes it; a test keeps
 # the two equal). The margin and the target are the report.* settings of the runs (conf/config.yaml).
 PROTOCOL = (
     "Validation chooses, test reports. Each group is taken at its best setting by mean final validation loss "
@@ -34,7 +34,7 @@ PROTOCOL = (
 )
 
 # An adaptive sweep's protocol (hydra/sweeper=adaptive, lrexp.sequential), word for word as carried out;
-# the README quotes it and a test keeps the two equal.
+# docs/adaptive.md quotes it and a test keeps the two equal.
 SEQUENTIAL_PROTOCOL = (
     "Validation chooses, test reports, and the design decides when to stop. The sweep runs in rounds: every "
     "cell at seeds.min seeds, then the next seeds for the cells of schedules whose comparisons are still open, "

@@ -1,5 +1,5 @@
 """The run record: the files every run leaves in its output directory, their typed description, and the
-functions that read them. This is the output contract (README, "Outputs"). The training loop and the
+functions that read them. This is the output contract (docs/outputs.md). The training loop and the
 entry point write it; plots, the comparison reports and the W&B report read it. No torch here: readers
 must stay cheap.
 

@@ -67,7 +67,7 @@ class Design:
     seeds_max: int = 12  # the most seeds any cell gets
     seeds_step: int = 1  # seeds added per round to the cells still open
     alpha: float = 0.05  # the family-wise error rate of every claim, over every look
-    spending: str = "obrien_fleming"  # the alpha-spending function's shape (README, Adaptive sweeps: why this default)
+    spending: str = "obrien_fleming"  # the alpha-spending function's shape (docs/adaptive.md, Adaptive sweeps: why this default)
     drop_spread: float = 3.0  # a cell worse on validation than its group's best by this x the seeds' spread is dropped
     futility: bool = True  # stop a pair unlikely to be decided by seeds.max (conditional power; non-binding: adds no claim)
     max_runs: int | None = None  # the compute cap: no round starts that would exceed it

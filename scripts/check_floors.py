@@ -6,7 +6,7 @@ in a fresh virtual environment and run the fast test tier there.
 Every ``name>=X`` (and ``name>=X,<Y``) of the dependencies and of the extras the tests use is pinned to
 ``name==X``; lrexp itself is installed without dependencies. torch's floor comes from PyPI, which has
 only CUDA builds for Linux before the CPU wheel on this machine: a few GB, a minute on a fast mirror. The
-README's "Dependency floors" section says when this was last run and what it found. Not part of CI:
+docs/testing.md, "Dependency floors", says when this was last run and what it found. Not part of CI:
 floors change when someone raises them, and this is how they check.
 """
 

@@ -7,7 +7,7 @@ and evaluated batch by batch on the fixed test windows. The standard error of th
 spread of the per-batch losses over sqrt(batches); for two runs on the same windows, the paired
 standard error of their difference is the spread of the per-batch differences over sqrt(batches). Both
 are set against what a comparison must resolve: the seed-to-seed spread within a schedule and the
-gaps between schedules (from the runs' summary.json). The README's Tasks section quotes the result.
+gaps between schedules (from the runs' summary.json). docs/own-model.md, "Tasks", quotes the result.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # lrexp's GPU check (issue 25.11): one command for a lent GPU machine, under 10 minutes, everything it
 # measures written to $OUT/gpu_check.log and $OUT/bench.json. lrexp has never run on a GPU: every figure
-# from here is news, to be put in the README with the device named.
+# from here is news, to be put in the docs (docs/performance.md) with the device named.
 #
 # Prepare, on this machine, once (the device machine reaches no network; its python3 has torch and
 # transformers, not hydra-core, omegaconf or antlr4):

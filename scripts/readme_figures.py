@@ -1,4 +1,4 @@
-"""Regenerate the README's figures from real runs (about 3 minutes on 2 cores).
+"""Regenerate the README's and docs' figures from real runs (about 3 minutes on 2 cores).
 
     python scripts/readme_figures.py
 

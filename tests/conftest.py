@@ -12,7 +12,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     torch's default is a thread per core in every process: two workers each stepping runs with two
     spinning OpenMP threads on two cores took 29 minutes in CI, 13 on the same machine with one each
-    (README, "On a busy machine"; the same rule as the joblib launcher's cores // n_jobs). The child
+    (docs/clusters.md, "On a busy machine"; the same rule as the joblib launcher's cores // n_jobs). The child
     processes inherit it through OMP_NUM_THREADS; a test that sets run.threads still gets what it asks for."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:

@@ -144,7 +144,7 @@ def replay(*args: str) -> dict:
 def test_on_real_null_runs_the_sequential_design_claims_no_more_than_five_percent(arms):
     """One schedule's 96 real digits runs (2 LRs x 48 seeds) dealt 3000 times into arms that share no run: any
     claim of a difference, at any look, is false. 3000 deals: the rate of this pool, converged (the deals reuse
-    its runs: 500 of them gave 5.4% with 3 arms, all 3000 4.9%; the README gives every figure). The fixed test
+    its runs: 500 of them gave 5.4% with 3 arms, all 3000 4.9%; docs/adaptive.md gives every figure). The fixed test
     read after every round is the contrast: five times as many false claims."""
     result = replay("--null", str(POOLS / "digits_null"), "--arms", str(arms), "--replays", "3000", "--peeking", "100")
     assert result["replays"] == 3000 and result["looks"]["max"] == 11

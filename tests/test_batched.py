@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow  # real training, batched and alone
 ROOT = Path(__file__).resolve().parent.parent
 OPTIMIZERS = sorted(p.stem for p in (ROOT / "conf" / "optimizer").glob("*.yaml"))
 
-# The tolerance README.md states ("Batched sweeps"): on CPU fp32 a batched run's losses stay within 1e-3 of
+# The tolerance docs/clusters.md states ("Batched sweeps"): on CPU fp32 a batched run's losses stay within 1e-3 of
 # the run alone (600 digits steps; measured worst 3.3e-4), its LRs are equal.
 LOSS_ATOL = 1e-3
 LOSSES = ("train_loss", "val_loss", "test_loss")

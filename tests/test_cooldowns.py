@@ -44,7 +44,7 @@ def test_a_cooldown_sweep_branches_every_budget_from_one_trunk_equal_to_runs_fro
     for a, b in twins.values():
         if launcher == "parallel":  # each run alone: bit for bit
             assert table_without_time(read_metrics(a)) == table_without_time(read_metrics(b))
-        else:  # the batched engine is equal to a run alone up to float rounding (README, Batched sweeps)
+        else:  # the batched engine is equal to a run alone up to float rounding (docs/clusters.md, Batched sweeps)
             assert summaries[a]["final_test_loss"] == pytest.approx(summaries[b]["final_test_loss"], rel=1e-5)
     md = (sweep / "report.md").read_text()
     assert "## Loss vs budget: cooldowns from one trunk" in md and "![budgets](report/budgets.png)" in md

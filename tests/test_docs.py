@@ -226,3 +226,14 @@ def test_every_target_in_the_configs_resolves():
     assert len(targets) > 30
     for target in sorted(targets):
         assert callable(get_object(target)), target
+
+
+def test_every_page_the_code_points_to_exists():
+    """Comments, docstrings and --help name docs/PAGE.md where the explanation lives: none may dangle."""
+    named = set()
+    for folder in ("lrexp", "hydra_plugins", "scripts", "conf", "tests"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in (".py", ".yaml", ".sh"):
+                named |= set(re.findall(r"docs/([a-z][a-z-]*\.md)", path.read_text()))
+    assert len(named) >= 8
+    assert sorted(n for n in named if not (DOCS / n).is_file()) == []

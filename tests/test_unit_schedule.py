@@ -1,7 +1,7 @@
 """Warm-up and floor around any scheduler (lrexp.schedule), on a one-parameter optimizer, in milliseconds.
 
 Every reference is the library's own object stepped by hand, or the definition written out in the
-README: lr_t = peak * (t / W) during warm-up, then the inner schedule's LR at t - W, or with a floor f,
+docs/schedules.md: lr_t = peak * (t / W) during warm-up, then the inner schedule's LR at t - W, or with a floor f,
 f * peak + (1 - f) * that LR.
 """
 

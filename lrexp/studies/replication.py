@@ -12,7 +12,7 @@ interval, and a verdict that follows from the interval alone:
   lies wholly outside it, *inconclusive* otherwise.
 
 Every choice of peak LR is made on the validation split; the effects are measured on the test split
-(scripts/replicate.py runs the sweeps and prints the table; README, "Does lrexp tell the truth?").
+(scripts/replicate.py runs the sweeps and prints the table; docs/replication.md).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def digits_file() -> Path:
     """The CSV that ``sklearn.datasets.load_digits`` parses.
 
     Read directly because importing sklearn.datasets costs more than the rest of lrexp's start-up
-    (README, Performance); tests/test_tasks.py checks that the arrays equal load_digits()'s exactly.
+    (docs/performance.md, Performance); tests/test_tasks.py checks that the arrays equal load_digits()'s exactly.
     """
     spec = importlib.util.find_spec("sklearn")
     if spec is None or spec.origin is None:
