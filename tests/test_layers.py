@@ -94,3 +94,18 @@ def test_the_report_side_never_reaches_the_runner():
     readers = ("report", "verdict", "runs", "compare", "tables", "bands", "sequential", "prediction", "wandb_report", "cooldowns", "budget")
     for reader in (f"lrexp.{name}" for name in readers):
         assert not reaches(graph, reader) & RUNNER, (reader, sorted(reaches(graph, reader) & RUNNER))
+
+
+def test_the_schemas_and_the_task_package_load_without_torch():
+    """Every start-up (``--help``, a launcher's worker) imports lrexp.config, which loads every room's
+    schemas; they and the ``lrexp.tasks`` package import no torch (its names come from tasks/base.py on first use)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lrexp.config, lrexp.tasks, lrexp.tasks.schemas, lrexp.loggers.schemas; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "from lrexp.tasks import Task; assert Task.__module__ == 'lrexp.tasks.base'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
