@@ -178,8 +178,9 @@ class Summary:
     slurm_job_id: str | None = None  # when the run was a SLURM job (the same id across requeues)
     branch_from: str | None = None  # the trunk's run directory, when the run started from its checkpoint (lrexp.branch)
     branch_step: int | None = None  # ... at this step: the steps before it were the trunk's
-    # What sets this run apart from others it may be compared with, key -> value: for runs recorded
-    # without Hydra (lrexp.recorder), whose overrides.yaml would otherwise say it (lrexp.compare).
+    # "settings" in lrexp always means this, a run's overrides (the cell a report puts it in), key -> value:
+    # recorded here for runs made without Hydra (lrexp.recorder), whose overrides.yaml would otherwise say
+    # it (lrexp.runs). The LR, momentum and weight decay a step applied are its hyperparameters.
     settings: dict[str, str] = field(default_factory=dict)
     # Headline numbers derived from the rows (summarize).
     final: dict[str, float] = field(default_factory=dict)
@@ -337,13 +338,13 @@ def group_columns(param_groups: Sequence[Mapping[str, Any]], setting: str) -> li
     return first + [GroupColumn(f"{setting}_{g.get('name', i)}", setting, i) for i, g in enumerate(param_groups)]
 
 
-def settings_columns(param_groups: Sequence[Mapping[str, Any]]) -> list[GroupColumn]:
-    """Every settings column of an optimizer's groups, LRs first."""
+def hyperparameter_columns(param_groups: Sequence[Mapping[str, Any]]) -> list[GroupColumn]:
+    """Every hyperparameter column (LR, momentum, weight decay) of an optimizer's groups, LRs first."""
     return [c for name in SETTINGS for c in group_columns(param_groups, name)]
 
 
-def read_settings(param_groups: Sequence[Mapping[str, Any]], columns: Sequence[GroupColumn]) -> dict[str, float]:
-    """The current value of every settings column (Python floats from the param groups)."""
+def read_hyperparameters(param_groups: Sequence[Mapping[str, Any]], columns: Sequence[GroupColumn]) -> dict[str, float]:
+    """The current value of every hyperparameter column (Python floats from the param groups)."""
     return {c.column: float(SETTINGS[c.setting](param_groups[c.group])) for c in columns}
 
 

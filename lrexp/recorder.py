@@ -43,9 +43,9 @@ from lrexp.record import (
     Row,
     Status,
     Summary,
+    hyperparameter_columns,
     metric_columns,
-    read_settings,
-    settings_columns,
+    read_hyperparameters,
     summarize,
     write_summary,
 )
@@ -106,7 +106,7 @@ class Recorder:
         self.metrics = declared(metrics)
         self.optimizer = optimizer
         groups = optimizer.param_groups if optimizer is not None else [{"lr": math.nan}]
-        self.columns = settings_columns(groups)
+        self.columns = hyperparameter_columns(groups)
         lr_columns = [c.column for c in self.columns if c.setting == "lr"]
         setting_columns = [c.column for c in self.columns if c.setting != "lr"]
         self.allowed = {c.column for c in self.columns} | {TRAIN_LOSS.name, GRAD_NORM} | {m.column(s) for s in SPLITS for m in self.metrics}
@@ -170,7 +170,7 @@ class Recorder:
 
     def _settings(self) -> dict[str, float]:
         if self.optimizer is not None:
-            return read_settings(self.optimizer.param_groups, self.columns)
+            return read_hyperparameters(self.optimizer.param_groups, self.columns)
         return {"lr": math.nan}
 
     def _flush(self) -> None:

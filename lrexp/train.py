@@ -48,9 +48,9 @@ from lrexp.record import (
     Row,
     Status,
     Summary,
+    hyperparameter_columns,
     metric_columns,
-    read_settings,
-    settings_columns,
+    read_hyperparameters,
     summarize,
     write_summary,
 )
@@ -173,7 +173,7 @@ class Run:
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.schedule = build_schedule(self.schedule_spec, self.optimizer)  # per step, or per evaluation (ReduceLROnPlateau)
         self.val_loss = task.metrics[0].column("val")  # the task's loss: divergence and metric-driven schedules
-        self.columns = settings_columns(self.optimizer.param_groups)  # lr, momentum, weight decay
+        self.columns = hyperparameter_columns(self.optimizer.param_groups)  # lr, momentum, weight decay
         self.lr_columns = [c.column for c in self.columns if c.setting == "lr"]
         self.setting_columns = [c.column for c in self.columns if c.setting != "lr"]
         self.summary = Summary(
@@ -233,7 +233,7 @@ class Run:
 
     def hyperparameters(self) -> dict[str, float]:
         """The LR (momentum, weight decay) the next step applies: read before the schedule moves it."""
-        return read_settings(self.optimizer.param_groups, self.columns)
+        return read_hyperparameters(self.optimizer.param_groups, self.columns)
 
     def update(self, log_row: bool) -> None:
         """The optimizer step from the gradients the engine left: clipped if asked (the norm kept for

@@ -35,7 +35,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from lrexp.record import Metric, read_settings
+from lrexp.record import Metric, read_hyperparameters
 from lrexp.recorder import Recorder
 
 
@@ -68,7 +68,7 @@ class LrexpCallback(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if self.record is not None:
-            self.applied = read_settings(trainer.optimizers[0].param_groups, self.record.columns)
+            self.applied = read_hyperparameters(trainer.optimizers[0].param_groups, self.record.columns)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.record is None:

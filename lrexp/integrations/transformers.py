@@ -24,7 +24,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from lrexp.record import GRAD_NORM, Metric, read_settings
+from lrexp.record import GRAD_NORM, Metric, read_hyperparameters
 from lrexp.recorder import Recorder
 
 
@@ -52,7 +52,7 @@ class LrexpCallback(TrainerCallback):
 
     def on_step_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kwargs: Any) -> None:
         if self.record is not None and optimizer is not None:
-            self.applied = read_settings(optimizer.param_groups, self.record.columns)
+            self.applied = read_hyperparameters(optimizer.param_groups, self.record.columns)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if self.record is None or not logs or "loss" not in logs:
