@@ -155,7 +155,7 @@ class Recorder:
         ``<split>_<metric>`` for the declared metrics (``val_loss``, ``test_acc``...). Numbers of the
         same step are merged into one row. The LR (and momentum and weight decay) are read from the
         optimizer the first time a step is logged, so call ``log`` before ``scheduler.step()``: the LR the
-        step applied; or give them (``lr=...``, any settings column), which wins."""
+        step applied; or give them (``lr=...``, any hyperparameter column), which wins."""
         unknown = sorted(set(values) - self.allowed)
         if unknown:
             raise ConfigError("log", unknown[0], f"not a column of this record (its columns: {', '.join(sorted(self.allowed))})")
