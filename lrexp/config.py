@@ -24,6 +24,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from lrexp.errors import ConfigError, describe
 from lrexp.schedule_spec import WARMUP, ScheduleSpec
 
 
@@ -128,8 +129,6 @@ def composed_scheduler(name: str) -> dict[str, Any]:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import MissingConfigException
 
-    from lrexp.errors import ConfigError
-
     global_hydra = GlobalHydra.instance()
     previous = global_hydra.hydra if global_hydra.is_initialized() else None
     global_hydra.clear()
@@ -167,7 +166,11 @@ def register() -> None:
     import lrexp.tasks.schemas  # noqa: F401
 
     for entry in entry_points(group=SCHEMA_ENTRY_POINTS):
-        entry.load()
+        try:
+            entry.load()
+        except Exception as e:  # another package's module: one line naming it, not a traceback at start-up
+            where = f"{entry.name} = {entry.value}" + (f" (from {entry.dist.name})" if entry.dist else "")
+            raise SystemExit(f"lrexp: error: the {SCHEMA_ENTRY_POINTS} entry point {where} failed to load: {describe(e)}") from None
 
 
 register()

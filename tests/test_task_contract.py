@@ -100,3 +100,16 @@ def test_a_task_of_ones_own_brings_its_schema_from_its_own_package(tmp_path, ove
     assert not (tmp_path / "run").exists()
     mentions = [p for p in (ROOT / "lrexp").rglob("*.py") if re.search(r"(?<![a-z])sine(?![a-z])|SineTask", p.read_text())]
     assert mentions == []
+
+
+def test_a_schema_entry_point_that_fails_to_load_is_one_line_naming_it(tmp_path):
+    """Another package's broken schema module stops every command at start-up: one line that names the
+    entry point and its distribution, not a traceback."""
+    dist = tmp_path / "plugins" / "broken_task-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-task\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text("[lrexp.schemas]\nbroken = no_such_module_anywhere\n")
+    out = run_cli(["--help"], cwd=tmp_path, PYTHONPATH=str(tmp_path / "plugins"))
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "lrexp.schemas entry point broken = no_such_module_anywhere (from broken-task)" in line and "no_such_module" in line
