@@ -68,7 +68,7 @@ class Design:
     seeds_step: int = 1  # seeds added per round to the cells still open
     alpha: float = 0.05  # the family-wise error rate of every claim, over every look
     spending: str = "obrien_fleming"  # the alpha-spending function's shape (docs/adaptive.md, Adaptive sweeps: why this default)
-    drop_spread: float = 3.0  # a cell worse on validation than its group's best by this x the seeds' spread is dropped
+    drop_se: float = 3.0  # a cell worse on validation than its group's best by this x the gap's standard error is dropped
     futility: bool = True  # stop a pair unlikely to be decided by seeds.max (conditional power; non-binding: adds no claim)
     max_runs: int | None = None  # the compute cap: no round starts that would exceed it
 
@@ -96,8 +96,8 @@ class Design:
             raise bad("spending", self.spending, f"allowed: {', '.join(SPENDING)}")
         if not isinstance(self.futility, bool):
             raise bad("futility", self.futility, "must be true or false")
-        if not (isinstance(self.drop_spread, float | int) and self.drop_spread > 0):
-            raise bad("drop_spread", self.drop_spread, "must be a number > 0 (a multiple of the seeds' spread)")
+        if not (isinstance(self.drop_se, float | int) and self.drop_se > 0):
+            raise bad("drop_se", self.drop_se, "must be a number > 0 (a multiple of the gap's standard error)")
         if self.max_runs is not None and (not _int(self.max_runs) or self.max_runs < 1):
             raise bad("max_runs", self.max_runs, "must be an integer >= 1, or null (no cap)")
         return self
@@ -405,7 +405,7 @@ def _look(
         for label in cells_of[g]:
             if label == chosen[g] or (g, label) in dropped:
                 continue
-            reason = _drop_reason(table[(g, label)], best, counts[g], design.drop_spread, margin_fraction, chosen[g])
+            reason = _drop_reason(table[(g, label)], best, counts[g], design.drop_se, margin_fraction, chosen[g])
             if reason:
                 dropped.add((g, label))
                 drops.append(Drop(g, label, k + 1, reason))
@@ -466,8 +466,13 @@ def _mean(cell: Mapping[int, Outcome], n: int, split: str) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
-def _drop_reason(cell: Mapping[int, Outcome], best: Mapping[int, Outcome], n: int, spread_k: float, margin: float, best_label: str) -> str:
-    """Why a cell is clearly worse than its group's best one on validation, or ''."""
+def _drop_reason(cell: Mapping[int, Outcome], best: Mapping[int, Outcome], n: int, limit: float, margin: float, best_label: str) -> str:
+    """Why a cell is clearly worse than its group's best one on validation, or ''. Clearly worse is worse by
+    more than ``limit`` standard errors of the gap between the two means, sqrt(var / n + var' / n'): the
+    seeds' spread, scaled to the seeds the means rest on, so that the evidence asked for grows with them
+    (at 2 seeds, 3 standard errors are 3 x the spread; at 8, 1.5 x). Unpaired, though the seeds pair the
+    cells: within a schedule the LRs' validation losses share little of their seed luck (correlation about
+    0.3 on digits), and a paired spread at 2 seeds rests on one difference."""
     for s in range(n):
         o = cell.get(s)
         if o is not None and o.status in (Status.DIVERGED, Status.FAILED) and best[s].status is Status.COMPLETED:
@@ -476,10 +481,13 @@ def _drop_reason(cell: Mapping[int, Outcome], best: Mapping[int, Outcome], n: in
     if len(mine) < 2 or len(theirs) < 2:
         return ""
     gap = statistics.fmean(mine) - statistics.fmean(theirs)
-    spread = math.sqrt((statistics.variance(mine) + statistics.variance(theirs)) / 2)
-    if gap > spread_k * spread and gap > margin * abs(statistics.fmean(theirs)):
-        times = f"{gap / spread:.1f}x" if spread > 0 else "infinitely many times"
-        return f"worse on validation than {best_label or 'the best cell'} by {gap:.3g}, {times} the seeds' spread (limit {spread_k:g}x)"
+    se = math.sqrt(statistics.variance(mine) / len(mine) + statistics.variance(theirs) / len(theirs))
+    if gap > limit * se and gap > margin * abs(statistics.fmean(theirs)):
+        times = f"{gap / se:.1f}" if se > 0 else "infinitely many"
+        return (
+            f"worse on validation than {best_label or 'the best cell'} by {gap:.3g} at {len(mine)} seeds, "
+            f"{times} standard errors (limit {limit:g})"
+        )
     return ""
 
 
@@ -517,21 +525,28 @@ def _evaluate(p: PairState, table: Table, chosen: Mapping[str, str], counts: Map
 FUTILITY_POWER = 0.1  # a pair whose chance of being decided by seeds.max is below this stops (non-binding)
 
 
+def conditional_power(p: PairState, margin: float, c_last: float, n_max: int) -> float:
+    """The chance that the last look (seeds.max seeds) decides the pair, given the seeds it has and were its
+    difference and spread what they are now (conditional power under the current trend, Jennison and
+    Turnbull 2000, ch. 10): the last mean is the n seeds' mean, already fixed, and n_max - n new ones, so it
+    lies at the present mean with a spread of sd x sqrt(n_max - n) / n_max, and is decided when its interval
+    (c_last x sd / sqrt(n_max) either side) lies beyond the margin or within it."""
+    gap, spread = abs(p.mean), p.sd * math.sqrt(n_max - p.n) / n_max
+    half = c_last * p.sd / math.sqrt(n_max)
+    beyond = sp.norm.cdf((gap - margin - half) / spread) + sp.norm.cdf((-gap - margin - half) / spread)
+    within = sp.norm.cdf((margin - half - gap) / spread) - sp.norm.cdf((half - margin - gap) / spread) if half < margin else 0.0
+    return float(beyond + within)
+
+
 def _futile(p: PairState, margin: float, c_last: float, n_max: int) -> bool:
-    """Conditional power under the current trend (Jennison and Turnbull 2000, ch. 10): were the difference and
-    the seeds' spread what they are now, the chance that the last look's interval lies beyond the margin or
-    within it is below FUTILITY_POWER. Non-binding: stopping forgoes claims and never makes one, so every
-    claim keeps its error rate; a stopped pair is reported as cannot tell, with its interval."""
+    """Open, and unlikely to be decided by seeds.max: conditional power below FUTILITY_POWER. Non-binding:
+    stopping forgoes claims and never makes one, so every claim keeps its error rate; a stopped pair is
+    reported as cannot tell, with its interval."""
     if p.n < 3 or p.n >= n_max or not (math.isfinite(p.mean) and math.isfinite(p.sd) and math.isfinite(margin)):
         return False
     if p.sd == 0:
         return False
-    se = p.sd / math.sqrt(n_max)  # the standard error at seeds.max
-    half = c_last * se
-    gap = abs(p.mean)
-    beyond = sp.norm.cdf((gap - margin - half) / se)  # the last interval's near end past the margin
-    within = sp.norm.cdf((margin - half - gap) / se) if half < margin else 0.0  # both ends inside it
-    return beyond + within < FUTILITY_POWER
+    return conditional_power(p, margin, c_last, n_max) < FUTILITY_POWER
 
 
 def _decide(p: PairState, margin: float, look: int) -> None:
@@ -649,7 +664,7 @@ def section(rp: Replay, c: Comparison) -> Section:
         prev = look
     share = rp.steps / rp.fixed_steps if rp.fixed_steps else math.nan
     paragraphs = [
-        f"Design: {d.method(len(rp.last.pairs) if rp.last else 0)}; report.margin {c.thresholds.margin:g}; drop_spread {d.drop_spread:g}"
+        f"Design: {d.method(len(rp.last.pairs) if rp.last else 0)}; report.margin {c.thresholds.margin:g}; drop_se {d.drop_se:g}"
         + (f"; max_runs {d.max_runs}" if d.max_runs is not None else "")
         + ".",
         f"Compute: {rp.runs} runs, {rp.steps:,} optimizer steps, against {rp.fixed_runs} runs and {rp.fixed_steps:,} steps for the "
