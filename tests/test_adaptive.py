@@ -153,6 +153,18 @@ def test_on_real_null_runs_the_sequential_design_claims_no_more_than_five_percen
 
 
 @pytest.mark.slow
+def test_on_a_real_pool_the_design_agrees_with_the_fixed_one_for_under_40_percent_of_its_compute():
+    """The issue's goal on the kept digits pool (4 schedules x 5 LRs x 16 seeds of real runs), 200 seeded deals
+    of 12 seeds: no decision contrary to the fixed design at 12 seeds (every cell, every seed), its verdict in
+    at least 90% of deals, at most 40% of its optimizer steps, and pairs decided that 3 seeds leave open.
+    docs/adaptive.md gives the 500-deal figures (38%, 100%, 1.67 pairs)."""
+    result = replay(str(POOLS / "digits"), "--replays", "200")
+    assert result["replays"] == 200 and result["contradicts"]["max"] == 0
+    assert result["agrees"]["rate"] >= 0.9 and result["steps"]["mean"] <= 0.4, (result["agrees"], result["steps"])
+    assert result["decided_where_few_cannot"]["mean"] >= 1.0
+
+
+@pytest.mark.slow
 def test_the_report_compares_only_the_runs_the_design_used(tmp_path):
     """Runs in an adaptive sweep's directory that its design never asked for (added by hand, or made by another
     version of it) are named and left out, so the table, the verdict and the intervals rest on the same seeds."""

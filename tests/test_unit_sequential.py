@@ -148,6 +148,22 @@ def test_settings_are_dropped_only_on_evidence_and_say_why():
     assert later == {"optimizer.lr=0.001", "optimizer.lr=0.01"}  # the dropped settings got no seed after the first round
 
 
+def test_the_evidence_a_drop_asks_for_grows_with_the_seeds():
+    # A setting worse than its schedule's best by 2 x the seeds' spread on every seed: at 2 seeds that is 1
+    # standard error of the gap, and the setting stays; by 6 seeds it is 3.2 and the setting is dropped (a rule
+    # in multiples of the spread alone would keep it to seeds.max).
+    sign = np.array([(-1) ** i for i in range(12)])
+    cells = {
+        ("s", "optimizer.lr=0.01"): list(1.0 + 0.01 * sign),
+        ("s", "optimizer.lr=0.1"): list(1.02 - 0.01 * sign),
+        ("t", "optimizer.lr=0.01"): list(1.0 + np.array(NOISE)[::-1]),  # keeps s vs t open to seeds.max
+    }
+    rp = replay(table(cells), Design(seeds_min=2, seeds_max=12, futility=False), margin=0.005)
+    (drop,) = [d for look in rp.looks for d in look.drops]
+    assert (drop.cell, drop.look) == ("optimizer.lr=0.1", 5)
+    assert drop.reason == "worse on validation than optimizer.lr=0.01 by 0.02 at 6 seeds, 3.2 standard errors (limit 3)"
+
+
 def test_a_replay_stops_where_the_data_stop_and_names_the_next_round():
     luck = list(1.0 + np.array(NOISE))
     full = table({("a", ""): luck, ("b", ""): luck[::-1]})
