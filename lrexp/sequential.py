@@ -639,6 +639,10 @@ def _difference(p: PairState, other: str) -> stats.Difference:
 # --- what the report says of the design -------------------------------------------------------------
 
 
+def _seeds(r: range) -> str:
+    return f"seed {r.start}" if len(r) == 1 else f"seeds {r.start}-{r.stop - 1}"
+
+
 def section(rp: Replay, c: Comparison) -> Section:
     """The rounds (what each launched and why, what it decided and dropped), the compute against the fixed
     design at seeds.max, and why the sweep stopped."""
@@ -674,9 +678,9 @@ def section(rp: Replay, c: Comparison) -> Section:
         paragraphs.append(f"Stopped after round {len(rp.looks)}: {rp.stop}.")
     if rp.unused:
         paragraphs.append(f"{rp.unused} runs of the directory lie beyond the design's looks (seeds it did not ask for): not compared.")
-    else:
+    if not rp.stop and rp.next_cells:
         paragraphs.append(
-            f"Not finished: round {len(rp.looks) + 1} needs seeds {rp.next_seeds.start}-{rp.next_seeds.stop - 1} of {len(rp.next_cells)} cells."
+            f"Not finished: round {len(rp.looks) + 1} needs {_seeds(rp.next_seeds)} of {len(rp.next_cells)} cells."
         )
     last = rp.last
     if last is not None:

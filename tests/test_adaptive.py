@@ -54,7 +54,7 @@ def test_an_adaptive_sweep_decides_in_rounds_reports_and_trains_nothing_twice(tm
     assert "## Adaptive design" in md and "| round | seeds | runs | launched for | decided after it | dropped |" in md
     assert "- optimizer.lr=1000 of cosine_full dropped after round 1: diverged on seed 0" in md
     assert " ".join(SEQUENTIAL_PROTOCOL.split()) in " ".join(md.split())
-    assert f"against 16 runs and {16 * 150:,} steps for the fixed design" in md
+    assert f"against 16 runs and {16 * 150:,} steps for the fixed design" in md and "Not finished" not in md
     assert (sweep / "report.html").is_file() and (sweep / "summary.csv").is_file()
 
     before = {p: p.stat().st_mtime_ns for p in sweep.glob("*/summary.json")}
@@ -93,6 +93,7 @@ def test_a_sweep_killed_mid_round_continues_with_the_same_command(tmp_path):
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, (seen + rest)[-3000:]
     finished = {p: p.stat().st_mtime_ns for p in sweep.glob("*/summary.json") if summary_json(p.parent)["status"] == "completed"}
+    assert "Not finished: round 2 needs seed 2 of 2 cells." in (sweep / "report.md").read_text()  # where it stood
 
     done = run_cli(args, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -103,6 +104,7 @@ def test_a_sweep_killed_mid_round_continues_with_the_same_command(tmp_path):
     resumed = [f.parent.parent for f in sweep.glob("*/.hydra/overrides.yaml") if "run.resume=true" in f.read_text()]
     assert len(resumed) == 1 and summary_json(resumed[0])["status"] == "completed"  # the run SIGTERM stopped, continued
     assert "stopped after" in done.stdout + done.stderr and "## Adaptive design" in (sweep / "report.md").read_text()
+    assert "Not finished" not in (sweep / "report.md").read_text()
 
 
 @pytest.mark.parametrize(
