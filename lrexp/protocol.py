@@ -57,10 +57,10 @@ SEQUENTIAL_PROTOCOL = (
     "(negligible), or when its difference is rejected and its interval lies beyond the margin (one schedule "
     "is worse); a schedule "
     "decided worse than another, or without a complete setting, no longer needs its other pairs, and a pair "
-    "whose chance of being decided by seeds.max, given its seeds so far and were its difference and spread "
-    "what they are now, is below 10% stops (futility: it forgoes claims and never makes one). A winner is "
-    "named only when every other schedule is worse than the best on validation; a pair still open at the end "
-    "is reported as cannot tell, with the largest gap its interval allows."
+    "with half of seeds.max or more whose chance of being decided by seeds.max, given its seeds so far and "
+    "were its difference and spread what they are now, is below 10% stops (futility: it forgoes claims and "
+    "never makes one). A winner is named only when every other schedule is worse than the best on validation; "
+    "a pair still open at the end is reported as cannot tell, with the largest gap its interval allows."
 )
 
 

@@ -17,10 +17,10 @@ much (five looks at a 5% test give about 14%, Armitage et al. 1969), so both hal
 
 A pair is decided *worse* (its difference rejected, its whole interval beyond the margin) or *negligible*
 (its whole interval within the margin: an equivalence claim, valid at any look for the same reason);
-anything else stays open and gets the next seeds, until seeds.max or the run budget, or until its
-conditional power (the chance that seeds.max decides it, at its present difference and spread) falls
-below 10%: a non-binding futility stop, which forgoes claims and never makes one. The boundaries are
-computed on the t scale by simulating null paths of normal seed differences (t is scale-free, so they are
+anything else stays open and gets the next seeds, until seeds.max or the run budget, or until, from half
+of seeds.max on, its conditional power (the chance that seeds.max decides it, given its seeds so far and
+at its present difference and spread) falls below 10%: a non-binding futility stop, which forgoes claims
+and never makes one. The boundaries are computed on the t scale by simulating null paths of normal seed differences (t is scale-free, so they are
 exact for normal differences at any spread, one degree of freedom included); how the design does on real,
 non-normal runs is measured by scripts/replay_sweeper.py on null pools.
 
@@ -539,10 +539,12 @@ def conditional_power(p: PairState, margin: float, c_last: float, n_max: int) ->
 
 
 def _futile(p: PairState, margin: float, c_last: float, n_max: int) -> bool:
-    """Open, and unlikely to be decided by seeds.max: conditional power below FUTILITY_POWER. Non-binding:
-    stopping forgoes claims and never makes one, so every claim keeps its error rate; a stopped pair is
-    reported as cannot tell, with its interval."""
-    if p.n < 3 or p.n >= n_max or not (math.isfinite(p.mean) and math.isfinite(p.sd) and math.isfinite(margin)):
+    """Open, at least half-way to seeds.max, and unlikely to be decided by it: conditional power below
+    FUTILITY_POWER. Non-binding: stopping forgoes claims and never makes one, so every claim keeps its error
+    rate; a stopped pair is reported as cannot tell, with its interval. Not before half-way: the power rests
+    on the spread measured so far, which at 3 seeds has 2 degrees of freedom; stopped that early, one pair in
+    ten on the digits pool ended with a bound 8 times the loss itself (docs/adaptive.md, what changed)."""
+    if p.n < max(3, math.ceil(n_max / 2)) or p.n >= n_max or not (math.isfinite(p.mean) and math.isfinite(p.sd) and math.isfinite(margin)):
         return False
     if p.sd == 0:
         return False
@@ -679,9 +681,7 @@ def section(rp: Replay, c: Comparison) -> Section:
     if rp.unused:
         paragraphs.append(f"{rp.unused} runs of the directory lie beyond the design's looks (seeds it did not ask for): not compared.")
     if not rp.stop and rp.next_cells:
-        paragraphs.append(
-            f"Not finished: round {len(rp.looks) + 1} needs {_seeds(rp.next_seeds)} of {len(rp.next_cells)} cells."
-        )
+        paragraphs.append(f"Not finished: round {len(rp.looks) + 1} needs {_seeds(rp.next_seeds)} of {len(rp.next_cells)} cells.")
     last = rp.last
     if last is not None:
         still = [p for p in last.pairs.values() if p.decision == "open"]
