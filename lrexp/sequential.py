@@ -20,9 +20,10 @@ A pair is decided *worse* (its difference rejected, its whole interval beyond th
 anything else stays open and gets the next seeds, until seeds.max or the run budget, or until, from half
 of seeds.max on, its conditional power (the chance that seeds.max decides it, given its seeds so far and
 at its present difference and spread) falls below 10%: a non-binding futility stop, which forgoes claims
-and never makes one. The boundaries are computed on the t scale by simulating null paths of normal seed differences (t is scale-free, so they are
-exact for normal differences at any spread, one degree of freedom included); how the design does on real,
-non-normal runs is measured by scripts/replay_sweeper.py on null pools.
+and never makes one. The boundaries are computed on the t scale by simulating null paths of normal seed
+differences (t is scale-free, so they are exact for normal differences at any spread, one degree of
+freedom included); how the design does on real, non-normal runs is measured by scripts/replay_sweeper.py
+on null pools.
 
 Every look is a prefix of seeds (look k: seeds 0..n_k - 1 of the cells still open), so everything here
 is recomputed from the run directories alone; the sweeper adds only its design (DESIGN_FILE). The
@@ -69,7 +70,7 @@ class Design:
     alpha: float = 0.05  # the family-wise error rate of every claim, over every look
     spending: str = "obrien_fleming"  # the alpha-spending function's shape (docs/adaptive.md, Adaptive sweeps: why this default)
     drop_se: float = 3.0  # a cell worse on validation than its group's best by this x the gap's standard error is dropped
-    futility: bool = True  # stop a pair unlikely to be decided by seeds.max (conditional power; non-binding: adds no claim)
+    futility: bool = True  # from half of seeds.max, stop a pair unlikely to be decided by it (conditional power; adds no claim)
     max_runs: int | None = None  # the compute cap: no round starts that would exceed it
 
     def looks(self) -> list[int]:
@@ -577,7 +578,16 @@ def _decide(p: PairState, margin: float, look: int) -> None:
 def read_design(sweep_dir: Path) -> Design | None:
     """The design an adaptive sweep ran (its DESIGN_FILE), or None for any other directory."""
     path = Path(sweep_dir) / DESIGN_FILE
-    return Design.of(json.loads(path.read_text())["design"]) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return Design.of(json.loads(path.read_text())["design"])
+    except ConfigError as e:  # a design of another lrexp (a setting since renamed): its looks cannot be redone
+        raise ConfigError(
+            "hydra.sweep.dir",
+            str(sweep_dir),
+            f"holds an adaptive sweep whose design this lrexp cannot judge ({e}): judge it with the lrexp that made it, or sweep into another directory",
+        ) from None
 
 
 def write_design(sweep_dir: Path, design: Design, cells: Mapping[CellKey, Sequence[str]]) -> None:
